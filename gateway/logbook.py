@@ -1,0 +1,170 @@
+"""The request log, written in batches by a background task the request path never awaits.
+
+`record()` only appends to a bounded in-memory queue. The writer drains it every
+`interval` seconds (or as soon as a batch is full) and inserts RequestLog and Attempt rows
+in one transaction on the database thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AttemptEntry:
+    seq: int
+    provider: str
+    model: str
+    started_ms: float
+    ttft_ms: float | None = None
+    duration_ms: float = 0.0
+    status: int = 0
+    error_kind: str = ""
+    error_message: str = ""
+    outcome: str = "failed"
+
+
+@dataclass
+class Entry:
+    """Everything the log keeps about one request; filled in as the request goes."""
+
+    created_at: datetime
+    path: str
+    api_key_id: int | None = None
+    api_key_name: str = ""
+    requested_model: str = ""
+    stream: bool = False
+    provider: str = ""
+    upstream_model: str = ""
+    status: int = 0
+    outcome: str = "ok"
+    error_type: str = ""
+    error_message: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+    ttft_ms: float | None = None
+    duration_ms: float = 0.0
+    tps: float | None = None
+    user_agent: str = ""
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    attempts: list[AttemptEntry] = field(default_factory=list)
+
+
+def write_batch(entries: list[Entry]) -> None:
+    """Insert a batch of entries and their attempts (sync ORM, one transaction)."""
+    from django.db import transaction
+
+    from gateway.models import Attempt, RequestLog
+
+    rows = [RequestLog(**_row_fields(entry)) for entry in entries]
+    with transaction.atomic():
+        RequestLog.objects.bulk_create(rows)
+        Attempt.objects.bulk_create(
+            Attempt(request_id=row.pk, **vars(attempt))
+            for row, entry in zip(rows, entries, strict=True)
+            for attempt in entry.attempts
+        )
+
+
+def _row_fields(entry: Entry) -> dict[str, Any]:
+    fields = {k: v for k, v in vars(entry).items() if k != "attempts"}
+    fields["attempt_count"] = len(entry.attempts)
+    fields["error_message"] = entry.error_message[:4000]
+    fields["user_agent"] = entry.user_agent[:300]
+    return fields
+
+
+class Logbook:
+    """Owns the queue and the writer task; `record` never blocks and never fails."""
+
+    def __init__(
+        self,
+        executor: Executor,
+        *,
+        capacity: int = 50_000,
+        batch_size: int = 500,
+        interval: float = 0.25,
+        writer: Any = write_batch,
+    ) -> None:
+        self._executor = executor
+        self._queue: asyncio.Queue[Entry] = asyncio.Queue(maxsize=capacity)
+        self._batch_size = batch_size
+        self._interval = interval
+        self._writer = writer
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+        self.written = 0
+
+    def record(self, entry: Entry) -> None:
+        try:
+            self._queue.put_nowait(entry)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.error("request log queue full: dropped an entry (%d so far)", self.dropped)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="logbook")
+
+    async def _take_batch(self) -> list[Entry]:
+        batch = [await self._queue.get()]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._interval
+        while len(batch) < self._batch_size:
+            try:
+                batch.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+        return batch
+
+    async def _write(self, batch: list[Entry]) -> None:
+        loop = asyncio.get_running_loop()
+        for delay in (0.0, 0.5, 2.0, 5.0):
+            await asyncio.sleep(delay)
+            try:
+                await loop.run_in_executor(self._executor, self._writer, batch)
+            except Exception:
+                log.exception("writing %d request log rows failed; will retry", len(batch))
+                continue
+            self.written += len(batch)
+            return
+        self.dropped += len(batch)
+        log.error("gave up on %d request log rows after retries", len(batch))
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._take_batch()
+            try:
+                await self._write(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def flush(self) -> None:
+        """Wait until everything recorded so far is written (tests, shutdown)."""
+        await self._queue.join()
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(self.flush(), timeout=10)
+        except TimeoutError:
+            log.error("request log: %d entries not written at shutdown", self._queue.qsize())
+        self._task.cancel()
+        self._task = None

@@ -1,0 +1,204 @@
+"""What the gateway stores: routing configuration, client keys and the request log.
+
+The request path never reads these tables: `snapshot.py` copies the configuration into an
+immutable in-memory table, and `logbook.py` writes the log in batches off the path.
+"""
+
+from __future__ import annotations
+
+from django.db import models, transaction
+from django.utils import timezone
+
+
+class ConfigVersion(models.Model):
+    """One row whose number goes up on every configuration change.
+
+    Each process polls it (at most once a second) and rebuilds its snapshot when it moves,
+    so several processes behind a load balancer converge within a second.
+    """
+
+    version = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    @classmethod
+    def current(cls) -> int:
+        row = cls.objects.filter(pk=1).values_list("version", flat=True).first()
+        return row or 0
+
+    @classmethod
+    def bump(cls) -> int:
+        with transaction.atomic():
+            row, _ = cls.objects.select_for_update().get_or_create(pk=1)
+            row.version += 1
+            row.updated_at = timezone.now()
+            row.save(update_fields=["version", "updated_at"])
+            return row.version
+
+
+class Provider(models.Model):
+    class Dialect(models.TextChoices):
+        ANTHROPIC = "anthropic"
+        OPENAI = "openai"
+
+    name = models.CharField(max_length=100, unique=True)
+    type = models.CharField(max_length=20, choices=Dialect.choices, default=Dialect.ANTHROPIC)
+    endpoint = models.URLField(max_length=500)
+    # Exactly one of these holds the provider's key: an `env.NAME` reference resolved at
+    # request time, or a literal key encrypted with the data-dir key (see secrets.py).
+    api_key_env = models.CharField(max_length=200, blank=True)
+    api_key_encrypted = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    # Provider-specific options from the YAML (e.g. connectTimeout), validated on import.
+    options = models.JSONField(default=dict, blank=True)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelRoute(models.Model):
+    """One way to serve a requested model: an upstream model name at a provider."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="routes")
+    name = models.CharField(max_length=200, help_text="The model name sent upstream.")
+    alias = models.CharField(max_length=200, blank=True, help_text="Glob with * wildcards.")
+    context = models.PositiveIntegerField(default=0, help_text="Context window in tokens.")
+    weight = models.IntegerField(default=1)
+    thinking = models.BooleanField(default=False)
+    enabled = models.BooleanField(default=True)
+    # Per-model overrides from the YAML (firstTokenTimeout, idleTimeout, hedgeAfter, ...).
+    options = models.JSONField(default=dict, blank=True)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "name", "alias"], name="unique_route_per_provider"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider.name}/{self.name} ({self.alias or self.name})"
+
+
+class RoutingSettings(models.Model):
+    """The `routing:`, `retry:` and retention sections of the config file, one row."""
+
+    routing = models.JSONField(default=dict, blank=True)
+    retry = models.JSONField(default=dict, blank=True)
+    data_retention_days = models.PositiveIntegerField(default=30)
+
+    @classmethod
+    def load(cls) -> RoutingSettings:
+        row, _ = cls.objects.get_or_create(pk=1)
+        return row
+
+
+class ApiKey(models.Model):
+    """A client key. Only a keyed hash and a short prefix are stored; the key is shown once."""
+
+    class Source(models.TextChoices):
+        CONFIG = "config"
+        ADMIN = "admin"
+        CLI = "cli"
+
+    name = models.CharField(max_length=200)
+    prefix = models.CharField(max_length=16, blank=True)
+    key_hash = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    # For `env.NAME` keys from the config file: the key is read from the environment when
+    # the snapshot is built, and never stored.
+    env_ref = models.CharField(max_length=200, blank=True)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.ADMIN)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["name"],
+                condition=models.Q(source="config"),
+                name="unique_config_key_name",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)" if self.prefix else self.name
+
+
+class RequestLog(models.Model):
+    class Outcome(models.TextChoices):
+        OK = "ok"
+        ERROR = "error"
+        CLIENT_CANCELLED = "client_cancelled"
+
+    created_at = models.DateTimeField(default=timezone.now)
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL)
+    api_key_name = models.CharField(max_length=200, blank=True)
+    path = models.CharField(max_length=100, default="/v1/messages")
+    requested_model = models.CharField(max_length=200, blank=True)
+    stream = models.BooleanField(default=False)
+    provider = models.CharField(max_length=100, blank=True)
+    upstream_model = models.CharField(max_length=200, blank=True)
+    status = models.PositiveSmallIntegerField(default=0)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.OK)
+    error_type = models.CharField(max_length=60, blank=True)
+    error_message = models.TextField(blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    cache_creation_tokens = models.PositiveIntegerField(default=0)
+    ttft_ms = models.FloatField(null=True, blank=True)
+    duration_ms = models.FloatField(default=0)
+    tps = models.FloatField(null=True, blank=True)
+    attempt_count = models.PositiveSmallIntegerField(default=0)
+    user_agent = models.CharField(max_length=300, blank=True)
+    skipped = models.JSONField(default=list, blank=True)
+    request_body = models.TextField(blank=True)
+    response_body = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["-created_at"], name="log_created"),
+            models.Index(fields=["requested_model", "-created_at"], name="log_model"),
+            models.Index(fields=["provider", "-created_at"], name="log_provider"),
+            models.Index(fields=["api_key", "-created_at"], name="log_key"),
+            models.Index(fields=["status", "-created_at"], name="log_status"),
+            models.Index(fields=["outcome", "-created_at"], name="log_outcome"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.requested_model} {self.status}"
+
+
+class Attempt(models.Model):
+    class Outcome(models.TextChoices):
+        WON = "won"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+        HEDGE_LOST = "hedge_lost"
+
+    request = models.ForeignKey(RequestLog, on_delete=models.CASCADE, related_name="attempts")
+    seq = models.PositiveSmallIntegerField()
+    provider = models.CharField(max_length=100)
+    model = models.CharField(max_length=200)
+    started_ms = models.FloatField(default=0, help_text="Start, ms after the request arrived.")
+    ttft_ms = models.FloatField(null=True, blank=True)
+    duration_ms = models.FloatField(default=0)
+    status = models.PositiveSmallIntegerField(default=0)
+    error_kind = models.CharField(max_length=40, blank=True)
+    error_message = models.TextField(blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+
+    class Meta:
+        ordering = ["request", "seq"]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.provider}/{self.model} {self.outcome}"

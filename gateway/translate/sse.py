@@ -1,0 +1,94 @@
+"""Incremental Server-Sent Events decoding and encoding.
+
+The decoder keeps each event's original bytes (`raw`) so that an Anthropic-dialect stream
+can be relayed without re-encoding, while the event name and data are available to the
+code that watches the stream. Line endings are normalised to LF (CRLF and CR are legal).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One SSE event: its `event:` name (or "message"), joined `data:` lines, raw bytes."""
+
+    name: str
+    data: str
+    raw: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+def _parse_block(block: bytes) -> Event | None:
+    name = "message"
+    data_lines: list[str] = []
+    for line in block.decode("utf-8", "replace").split("\n"):
+        if not line or line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if field == "event":
+            name = value
+        elif field == "data":
+            data_lines.append(value)
+    if not data_lines and name == "message":
+        return None  # a comment-only block (keep-alive), nothing to dispatch
+    return Event(name, "\n".join(data_lines), block + b"\n\n")
+
+
+class SSEDecoder:
+    """Feed bytes as they arrive; get back the events completed so far."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._pending_cr = False
+
+    def _normalise(self, chunk: bytes) -> bytes:
+        if self._pending_cr:
+            chunk = b"\r" + chunk
+            self._pending_cr = False
+        if b"\r" not in chunk:
+            return chunk
+        if chunk.endswith(b"\r"):
+            self._pending_cr = True
+            chunk = chunk[:-1]
+        return chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        buffer = self._buffer + self._normalise(chunk)
+        events: list[Event] = []
+        start = 0
+        while True:
+            end = buffer.find(b"\n\n", start)
+            if end < 0:
+                break
+            event = _parse_block(buffer[start:end])
+            if event is not None:
+                events.append(event)
+            start = end + 2
+        self._buffer = buffer[start:]
+        return events
+
+    def close(self) -> list[Event]:
+        """Flush a final event that was not followed by a blank line."""
+        rest = self._buffer.strip(b"\n")
+        self._buffer = b""
+        if not rest:
+            return []
+        event = _parse_block(rest)
+        return [event] if event is not None else []
+
+    @property
+    def pending(self) -> bytes:
+        return self._buffer
+
+
+def encode(name: str, data: Any) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return f"event: {name}\ndata: {payload}\n\n".encode()

@@ -1,0 +1,272 @@
+"""The /v1 endpoints, /health and /. Thin: validate, plan, dispatch, respond, record."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+
+from gateway import auth, routing
+from gateway.app import Request, Send, send_error, send_response
+from gateway.dispatch import AllFailed, ClientError, Committed, ProxyRequest, run
+from gateway.logbook import AttemptEntry, Entry
+from gateway.runtime import Runtime
+from gateway.tokens import estimate_input_tokens
+from gateway.translate.errors import error_body
+from gateway.validate import BadRequest, MessagesBody, count_tokens_body, messages_body
+
+
+def _new_entry(request: Request) -> Entry:
+    user_agent = request.headers.get(b"user-agent", b"").decode("latin-1")
+    return Entry(created_at=datetime.now(UTC), path=request.path, user_agent=user_agent)
+
+
+def _fail(entry: Entry, status: int, message: str) -> None:
+    entry.status = status
+    entry.outcome = "error"
+    entry.error_type = error_body(status, message)["error"]["type"]
+    entry.error_message = message
+
+
+async def _reject(entry: Entry, send: Send, status: int, message: str) -> None:
+    _fail(entry, status, message)
+    await send_error(send, status, message)
+
+
+def _authenticate(runtime: Runtime, request: Request, entry: Entry) -> bool:
+    key = auth.authenticate(request.headers, runtime.snapshot.keys, entry.created_at)
+    if key is not None:
+        entry.api_key_id, entry.api_key_name = key.id, key.name
+    return key is not None
+
+
+_AUTH_MESSAGE = "invalid x-api-key: send this proxy's key as x-api-key or Authorization: Bearer"
+
+
+async def messages(runtime: Runtime, request: Request, send: Send) -> None:
+    """POST /v1/messages: the whole proxy path for one request."""
+    entry = _new_entry(request)
+    started = time.monotonic()
+    try:
+        if not _authenticate(runtime, request, entry):
+            await _reject(entry, send, 401, _AUTH_MESSAGE)
+            return
+        try:
+            body = messages_body(request.body)
+        except BadRequest as exc:
+            await _reject(entry, send, exc.status, exc.message)
+            return
+        await _proxy(runtime, request, body, entry, send)
+    except asyncio.CancelledError:
+        entry.outcome = "client_cancelled"
+        entry.status = entry.status or 499
+        raise
+    finally:
+        entry.duration_ms = round((time.monotonic() - started) * 1000, 3)
+        runtime.logbook.record(entry)
+
+
+async def _proxy(
+    runtime: Runtime, request: Request, body: MessagesBody, entry: Entry, send: Send
+) -> None:
+    entry.requested_model, entry.stream = body.model, body.stream
+    snapshot = runtime.snapshot
+    plan = routing.plan(snapshot, body.model)
+    entry.skipped = [skip.as_dict() for skip in plan.skipped]
+    if not plan.candidates:
+        await _reject(entry, send, *_no_candidates(plan))
+        return
+    req = ProxyRequest(
+        "messages", request.query, request.headers, request.body, body.model, body.stream
+    )
+    try:
+        outcome = await run(runtime.http, snapshot, plan, req, entry)
+    except AllFailed as exc:
+        status, message, headers = all_failed_reply(exc.attempts, plan)
+        _fail(entry, status, message)
+        await send_error(send, status, message, headers)
+        return
+    if isinstance(outcome, ClientError):
+        await _send_client_error(outcome, entry, send)
+        return
+    try:
+        await _send_committed(outcome, req, entry, send)
+    finally:
+        await outcome.aclose()
+
+
+def _no_candidates(plan: routing.Plan) -> tuple[int, str]:
+    if not plan.skipped:
+        return 404, f"model: no route serves {plan.requested!r}"
+    reasons = "; ".join(f"{s.provider}/{s.model}: {s.reason}" for s in plan.skipped)
+    return 503, f"no enabled provider serves {plan.requested!r} ({reasons})"
+
+
+async def _send_client_error(outcome: ClientError, entry: Entry, send: Send) -> None:
+    exc = outcome.error
+    entry.provider, entry.upstream_model = outcome.route.provider.name, outcome.route.name
+    _fail(entry, exc.status, exc.message)
+    try:
+        parsed = json.loads(exc.body)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and parsed.get("type") == "error":
+        await send_response(send, exc.status, exc.body)
+    else:
+        await send_error(send, exc.status, exc.message)
+
+
+async def _send_committed(outcome: Committed, req: ProxyRequest, entry: Entry, send: Send) -> None:
+    entry.provider, entry.upstream_model = outcome.route.provider.name, outcome.route.name
+    entry.status = outcome.status
+    entry.ttft_ms = round((time.monotonic() - req.started) * 1000, 3)
+    relay = outcome.stream
+    if relay is None:
+        await send_response(send, outcome.status, outcome.head, outcome.headers)
+        _take_usage(entry, outcome, first=None, last=None, started=req.started)
+        return
+    headers = [
+        (b"content-type", b"text/event-stream; charset=utf-8"),
+        (b"cache-control", b"no-cache"),
+    ]
+    headers.extend(
+        (k.encode(), v.encode()) for k, v in outcome.headers.items() if k != "content-type"
+    )
+    await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
+    await send({"type": "http.response.body", "body": outcome.head, "more_body": True})
+    async for data in relay.rest():
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+    if relay.failure is not None:
+        entry.outcome = "error"
+        entry.error_type = relay.failure.kind
+        entry.error_message = f"after the first byte: {relay.failure.describe()}"
+        outcome.attempt.error_kind = relay.failure.kind
+        outcome.attempt.error_message = relay.failure.describe()
+    _take_usage(entry, outcome, relay.first_content_at, relay.last_event_at, req.started)
+
+
+def _take_usage(
+    entry: Entry, outcome: Committed, first: float | None, last: float | None, started: float
+) -> None:
+    usage = outcome.usage
+    entry.input_tokens, entry.output_tokens = usage.input_tokens, usage.output_tokens
+    entry.cache_read_tokens = usage.cache_read_tokens
+    entry.cache_creation_tokens = usage.cache_creation_tokens
+    now = time.monotonic()
+    outcome.attempt.duration_ms = round((now - started) * 1000 - outcome.attempt.started_ms, 3)
+    span = (last - first) if first is not None and last is not None else 0.0
+    if span < 0.001:
+        span = now - started
+    if usage.output_tokens and span > 0:
+        entry.tps = round(usage.output_tokens / span, 2)
+
+
+def all_failed_reply(
+    attempts: list[AttemptEntry], plan: routing.Plan
+) -> tuple[int, str, dict[str, str]]:
+    """One error for the client: the most telling status and every attempt's reason."""
+    statuses = {a.status for a in attempts}
+    if statuses == {429}:
+        status = 429
+    elif statuses and statuses <= {503, 529}:
+        status = 529
+    else:
+        status = 502
+    lines = [f"{a.provider}/{a.model}: {a.error_message}" for a in attempts]
+    lines += [f"{s.provider}/{s.model}: skipped, {s.reason}" for s in plan.skipped]
+    message = f"all {len(attempts)} candidates for {plan.requested!r} failed: " + "; ".join(lines)
+    return status, message, {}
+
+
+async def count_tokens(runtime: Runtime, request: Request, send: Send) -> None:
+    """POST /v1/messages/count_tokens: ask an Anthropic-dialect provider, else estimate."""
+    entry = _new_entry(request)
+    started = time.monotonic()
+    try:
+        if not _authenticate(runtime, request, entry):
+            await _reject(entry, send, 401, _AUTH_MESSAGE)
+            return
+        try:
+            body = count_tokens_body(request.body)
+        except BadRequest as exc:
+            await _reject(entry, send, exc.status, exc.message)
+            return
+        await _count(runtime, request, body, entry, send)
+    except asyncio.CancelledError:
+        entry.outcome, entry.status = "client_cancelled", entry.status or 499
+        raise
+    finally:
+        entry.duration_ms = round((time.monotonic() - started) * 1000, 3)
+        runtime.logbook.record(entry)
+
+
+async def _count(
+    runtime: Runtime, request: Request, body: MessagesBody, entry: Entry, send: Send
+) -> None:
+    entry.requested_model = body.model
+    snapshot = runtime.snapshot
+    plan = routing.anthropic_only(routing.plan(snapshot, body.model))
+    entry.skipped = [skip.as_dict() for skip in plan.skipped]
+    if plan.candidates:
+        req = ProxyRequest(
+            "messages/count_tokens",
+            request.query,
+            request.headers,
+            request.body,
+            body.model,
+            False,
+        )
+        try:
+            outcome = await run(runtime.http, snapshot, plan, req, entry)
+        except AllFailed:
+            outcome = None
+        if isinstance(outcome, ClientError):
+            await _send_client_error(outcome, entry, send)
+            return
+        if isinstance(outcome, Committed):
+            await _send_committed(outcome, req, entry, send)
+            return
+    elif not plan.skipped:
+        await _reject(entry, send, 404, f"model: no route serves {body.model!r}")
+        return
+    estimate = estimate_input_tokens(body.payload)
+    entry.status, entry.input_tokens = 200, estimate
+    await send_response(
+        send,
+        200,
+        json.dumps({"input_tokens": estimate}).encode(),
+        {"x-token-count-source": "estimate"},
+    )
+
+
+async def list_models(runtime: Runtime, request: Request, send: Send) -> None:
+    """GET /v1/models: the names clients can ask for, in the Anthropic list format."""
+    if auth.authenticate(request.headers, runtime.snapshot.keys, datetime.now(UTC)) is None:
+        await send_error(send, 401, _AUTH_MESSAGE)
+        return
+    from gateway.model_list import model_page
+
+    status, payload = model_page(runtime.snapshot, request.query)
+    await send_response(send, status, json.dumps(payload).encode())
+
+
+async def health(runtime: Runtime, request: Request, send: Send) -> None:
+    """GET /health: liveness for load balancers; no database call."""
+    payload = {"status": "ok", "config_version": runtime.snapshot.version}
+    await send_response(send, 200, json.dumps(payload).encode())
+
+
+async def root(runtime: Runtime, request: Request, send: Send) -> None:
+    payload = {"service": "anthropic-proxy", "messages": "/v1/messages", "admin": "/admin/"}
+    await send_response(send, 200, json.dumps(payload).encode())
+
+
+ROUTES = {
+    "/v1/messages": {"POST": messages},
+    "/v1/messages/count_tokens": {"POST": count_tokens},
+    "/v1/models": {"GET": list_models},
+    "/health": {"GET": health},
+    "/": {"GET": root},
+}

@@ -1,0 +1,71 @@
+"""A real proxy server on loopback for integration tests: uvicorn in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Coroutine
+from typing import Any
+
+import uvicorn
+from django.core.asgi import get_asgi_application
+
+from gateway.app import GatewayApp
+from gateway.runtime import Runtime
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveProxy:
+    """The gateway's ASGI app served by uvicorn on 127.0.0.1, in a background thread."""
+
+    def __init__(self) -> None:
+        self.runtime = Runtime()
+        self.app = GatewayApp(get_asgi_application(), self.runtime)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            loop="asyncio",
+            http="httptools",
+            lifespan="on",
+            log_level="warning",
+        )
+        self.server = uvicorn.Server(config)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self.server.serve())
+
+    def start(self) -> LiveProxy:
+        self._thread.start()
+        for _ in range(500):
+            if self.server.started:
+                return self
+            self._thread.join(0.01)
+        raise RuntimeError("the proxy did not start")
+
+    def call(self, coro: Coroutine[Any, Any, Any], timeout: float = 10) -> Any:
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def reload(self) -> None:
+        """Pick up configuration written by the test (the poll would, within a second)."""
+        self.call(self.runtime.reload())
+
+    def flush_logs(self) -> None:
+        self.call(self.runtime.logbook.flush())
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(15)
