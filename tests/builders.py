@@ -12,7 +12,11 @@ UPSTREAM_SECRET = "sk-upstream-canary-5ecret"
 
 
 def provider(
-    name: str, endpoint: str, *, dialect: str = "anthropic", key: str = UPSTREAM_SECRET,
+    name: str,
+    endpoint: str,
+    *,
+    dialect: str = "anthropic",
+    key: str = UPSTREAM_SECRET,
     **options: Any,
 ) -> Provider:
     row = Provider.objects.create(
@@ -28,8 +32,14 @@ def provider(
 
 
 def route(
-    prov: Provider, name: str, *, alias: str = "", weight: int = 1, context: int = 0,
-    enabled: bool = True, **options: Any,
+    prov: Provider,
+    name: str,
+    *,
+    alias: str = "",
+    weight: int = 1,
+    context: int = 0,
+    enabled: bool = True,
+    **options: Any,
 ) -> ModelRoute:
     row = ModelRoute.objects.create(
         provider=prov,

@@ -77,6 +77,7 @@ class SSEDecoder:
 
     def close(self) -> list[Event]:
         """Flush a final event that was not followed by a blank line."""
+        self._pending_cr = False
         rest = self._buffer.strip(b"\n")
         self._buffer = b""
         if not rest:

@@ -1,0 +1,49 @@
+# anthropic-proxy: `make run` starts the proxy and dashboard, `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONFIG ?= $(if $(wildcard config.yaml),config.yaml,example.config.yaml)
+PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/test
+TEST_DATA := $(CURDIR)/.test-data
+
+.PHONY: install run test test-sqlite test-postgres bench lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py import_config $(CONFIG)
+	$(PY) manage.py ensure_admin
+	$(PY) manage.py serve
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: install lint test-sqlite test-postgres
+
+test-sqlite: install
+	rm -rf $(TEST_DATA) && mkdir -p $(TEST_DATA)
+	DATA_DIR=$(TEST_DATA) $(PY) -m pytest
+
+test-postgres: install
+	rm -rf $(TEST_DATA)-pg && mkdir -p $(TEST_DATA)-pg
+	DATA_DIR=$(TEST_DATA)-pg DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest -m postgres
+
+bench: install
+	$(PY) -m bench
+
+format: install
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean:
+	rm -rf $(VENV) $(TEST_DATA) $(TEST_DATA)-pg .pytest_cache .ruff_cache

@@ -1,0 +1,177 @@
+"""The Anthropic-dialect path: what the client gets back and what the provider receives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anthropic
+import httpx
+import pytest
+
+from tests import builders
+from tests.fakes.upstream import FakeUpstream, Script
+from tests.live import LiveProxy
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+UPSTREAM_MODEL = "upstream-model-x"
+HELLO = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+def key(proxy: LiveProxy, upstream: FakeUpstream) -> str:
+    prov = builders.provider("primary", upstream.url)
+    builders.route(prov, UPSTREAM_MODEL, alias="claude-*")
+    secret = builders.client_key()
+    proxy.reload()
+    return secret
+
+
+def sdk(proxy: LiveProxy, key: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=proxy.url, api_key=key, max_retries=0)
+
+
+STREAM_FIXTURES = [
+    "anthropic-stream-text.sse",
+    "anthropic-stream-text-parallel-tool-use.sse",
+    "anthropic-stream-thinking.sse",
+    "anthropic-stream-thinking-then-tool-use.sse",
+    "anthropic-stream-redacted-thinking.sse",
+    "anthropic-stream-web-search-server-tool.sse",
+    "anthropic-stream-tool-use-empty-input.sse",
+    "anthropic-stream-cache-read-usage.sse",
+    "anthropic-stream-stop-sequence.sse",
+    "anthropic-stream-text-before-thinking-adaptive.sse",
+]
+
+
+@pytest.mark.parametrize("fixture", STREAM_FIXTURES)
+def test_streamed_reply_assembles_to_the_same_message_as_direct(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str, fixture: str
+) -> None:
+    upstream.script(None, Script(stream_fixture=f"anthropic/{fixture}"))
+    direct = anthropic.Anthropic(base_url=upstream.url, api_key="x", max_retries=0)
+    with direct.messages.stream(model="m", max_tokens=50, messages=HELLO) as stream:
+        expected = stream.get_final_message()
+
+    with sdk(proxy, key).messages.stream(model="claude-x", max_tokens=50, messages=HELLO) as stream:
+        received = stream.get_final_message()
+
+    assert received.model_dump() == expected.model_dump()
+    assert received.content, "the fixture's content blocks made it through"
+
+
+def test_stream_bytes_are_relayed_unchanged(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str
+) -> None:
+    fixture = FIXTURES / "anthropic" / "anthropic-stream-thinking.sse"
+    upstream.script(None, Script(stream_fixture="anthropic/anthropic-stream-thinking.sse"))
+    body = {"model": "claude-x", "max_tokens": 10, "messages": HELLO, "stream": True}
+    response = httpx.post(f"{proxy.url}/v1/messages", json=body, headers={"x-api-key": key})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.content.replace(b"\r\n", b"\n").strip() == fixture.read_bytes().strip()
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    [
+        "anthropic-message-text-tool-use.json",
+        "anthropic-message-thinking.json",
+        "anthropic-message-redacted-thinking.json",
+        "anthropic-message-max-tokens.json",
+        "anthropic-message-tool-use-cache-read.json",
+    ],
+)
+def test_non_streamed_reply_is_the_providers_message(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str, fixture: str
+) -> None:
+    upstream.script(None, Script(message_fixture=f"anthropic/{fixture}"))
+    message = sdk(proxy, key).messages.create(model="claude-x", max_tokens=50, messages=HELLO)
+    expected = json.loads((FIXTURES / "anthropic" / fixture).read_text())
+    assert message.model_dump(exclude_none=True) == anthropic.types.Message.model_validate(
+        expected
+    ).model_dump(exclude_none=True)
+
+
+def test_bearer_token_authenticates_like_x_api_key(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str
+) -> None:
+    client = anthropic.Anthropic(base_url=proxy.url, auth_token=key, max_retries=0)
+    message = client.messages.create(model="claude-x", max_tokens=5, messages=HELLO)
+    assert message.content
+    assert "authorization" not in {k.lower() for k, _ in upstream.requests[-1].headers}
+
+
+def test_provider_receives_its_own_key_and_never_the_clients(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str
+) -> None:
+    headers = {
+        "x-api-key": key,
+        "Authorization": f"Bearer {key}",
+        "anthropic-beta": "interleaved-thinking-2025-05-14",
+        "Connection": "keep-alive, x-drop-me",
+        "Keep-Alive": "timeout=5",
+        "TE": "trailers",
+        "Proxy-Authorization": "Basic c2VjcmV0",
+        "Cookie": "session=abc",
+        "X-Claude-Code-Session-Id": "s-1",
+    }
+    body = {"model": "claude-x", "max_tokens": 5, "messages": HELLO}
+    response = httpx.post(f"{proxy.url}/v1/messages", json=body, headers=headers)
+    assert response.status_code == 200
+
+    received = upstream.requests[-1]
+    names = {name.lower() for name, _ in received.headers}
+    assert received.header("x-api-key") == builders.UPSTREAM_SECRET
+    assert received.header("anthropic-version") == "2023-06-01"
+    assert received.header("anthropic-beta") == "interleaved-thinking-2025-05-14"
+    assert received.header("x-claude-code-session-id") == "s-1"
+    assert not names & {"authorization", "keep-alive", "te", "proxy-authorization", "cookie"}
+    assert all(key not in value for _, value in received.headers)
+
+
+def test_client_anthropic_version_is_forwarded(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str
+) -> None:
+    body = {"model": "claude-x", "max_tokens": 5, "messages": HELLO}
+    headers = {"x-api-key": key, "anthropic-version": "2099-01-01"}
+    httpx.post(f"{proxy.url}/v1/messages", json=body, headers=headers)
+    assert upstream.requests[-1].header("anthropic-version") == "2099-01-01"
+
+
+def _claude_code_headers(name: str, key: str) -> dict[str, str]:
+    recorded = json.loads((FIXTURES / "claude-code" / "headers.json").read_text())[name]
+    skip = {"authorization", "host", "content-length", "connection", "accept-encoding"}
+    headers = {k: v for k, v in recorded["headers"] if k.lower() not in skip}
+    headers["Authorization"] = f"Bearer {key}"
+    return headers
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "main-request.json",
+        "tool-result-request.json",
+        "side-title-request.json",
+        "interactive-auto-mode-request.json",
+        "nonstream-fallback-request.json",
+    ],
+)
+def test_claude_code_request_reaches_provider_byte_identical_but_model(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str, name: str
+) -> None:
+    raw = (FIXTURES / "claude-code" / name).read_bytes()
+    sent_model = json.loads(raw)["model"]
+    response = httpx.post(
+        f"{proxy.url}/v1/messages?beta=true", content=raw, headers=_claude_code_headers(name, key)
+    )
+    assert response.status_code == 200
+
+    received = upstream.requests[-1]
+    expected = raw.replace(
+        f'"model": "{sent_model}"'.encode(), f'"model": "{UPSTREAM_MODEL}"'.encode(), 1
+    )
+    assert received.body == expected
+    assert received.query == "beta=true"
+    assert received.header("anthropic-beta") == _claude_code_headers(name, key)["anthropic-beta"]
