@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 
 from gateway.logbook import AttemptEntry, Entry
 from gateway.routing import Plan
@@ -53,7 +53,7 @@ class ProxyRequest:
 class RelayedStream:
     """An Anthropic SSE stream from one upstream, relayed event by event without re-encoding."""
 
-    def __init__(self, response: httpx.Response, deadlines: Deadlines) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, deadlines: Deadlines) -> None:
         self.response = response
         self.deadlines = deadlines
         self.watch = StreamWatch()
@@ -61,7 +61,7 @@ class RelayedStream:
         self.last_event_at: float | None = None
         self.failure: UpstreamError | None = None
         self._decoder = SSEDecoder()
-        self._chunks = response.aiter_bytes()
+        self._chunks = response.content.iter_any()
 
     def _take(self, chunk: bytes) -> tuple[bytes, bool]:
         """Feed a chunk; return the complete events' bytes and whether content arrived."""
@@ -114,7 +114,15 @@ class RelayedStream:
         return f"{self.watch.error_type}: {self.watch.error_message}"
 
     async def aclose(self) -> None:
-        await self.response.aclose()
+        close_response(self.response)
+
+
+def close_response(response: aiohttp.ClientResponse) -> None:
+    """Drop the connection unless the body was read to the end (then it is reusable)."""
+    if response.content.at_eof():
+        response.release()
+    else:
+        response.close()
 
 
 def _midstream_error_type(exc: UpstreamError) -> str:
@@ -159,62 +167,62 @@ def _elapsed_ms(since: float) -> float:
 
 
 async def _send(
-    client: httpx.AsyncClient, route: RouteConf, req: ProxyRequest, deadlines: Deadlines
-) -> httpx.Response:
+    client: aiohttp.ClientSession, route: RouteConf, req: ProxyRequest, deadlines: Deadlines
+) -> aiohttp.ClientResponse:
     url = join_url(route.provider.endpoint, req.endpoint)
     if req.query:
         url = f"{url}?{req.query}"
-    request = client.build_request(
-        "POST",
-        url,
-        content=req.body_for(route),
-        headers=anthropic_headers(req.headers, route.provider),
-        timeout=timeout_for(deadlines),
-    )
     with converted_errors():
-        return await client.send(request, stream=True)
+        return await client.post(
+            url,
+            data=req.body_for(route),
+            headers=anthropic_headers(req.headers, route.provider),
+            timeout=timeout_for(deadlines),
+            allow_redirects=False,
+        )
 
 
-async def _read_error(response: httpx.Response) -> UpstreamError:
+async def _read_error(response: aiohttp.ClientResponse) -> UpstreamError:
     body = b""
     with converted_errors():
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) >= MAX_ERROR_BODY:
+        while len(body) < MAX_ERROR_BODY:
+            chunk = await response.content.read(MAX_ERROR_BODY - len(body))
+            if not chunk:
                 break
-    return status_error(response, body[:MAX_ERROR_BODY])
+            body += chunk
+    return status_error(response, body)
 
 
 async def _attempt(
-    client: httpx.AsyncClient, route: RouteConf, req: ProxyRequest, snapshot: Snapshot
+    client: aiohttp.ClientSession, route: RouteConf, req: ProxyRequest, snapshot: Snapshot
 ) -> tuple[int, dict[str, str], bytes, RelayedStream | None, Usage]:
     deadlines = snapshot.deadlines_for(route)
     budget = deadlines.first_token if req.stream else deadlines.non_stream
-    response: httpx.Response | None = None
+    response: aiohttp.ClientResponse | None = None
     try:
         async with asyncio.timeout(budget):
             response = await _send(client, route, req, deadlines)
-            if response.status_code >= 300:
+            if response.status >= 300:
                 raise await _read_error(response)
             headers = _reply_headers(response)
             if req.stream:
                 relay = RelayedStream(response, deadlines)
                 head = await relay.until_commit()
-                return response.status_code, headers, head, relay, relay.watch.usage
+                return response.status, headers, head, relay, relay.watch.usage
             with converted_errors():
-                body = await response.aread()
-            return response.status_code, headers, body, None, _body_usage(body)
+                body = await response.read()
+            return response.status, headers, body, None, _body_usage(body)
     except TimeoutError as exc:
         if response is not None:
-            await response.aclose()
+            close_response(response)
         raise UpstreamError("first_token_timeout", f"no first content within {budget:g}s") from exc
     except BaseException:
         if response is not None:
-            await response.aclose()
+            close_response(response)
         raise
 
 
-def _reply_headers(response: httpx.Response) -> dict[str, str]:
+def _reply_headers(response: aiohttp.ClientResponse) -> dict[str, str]:
     headers = {"content-type": response.headers.get("content-type", "application/json")}
     request_id = response.headers.get("request-id")
     if request_id:
@@ -233,7 +241,7 @@ def _body_usage(body: bytes) -> Usage:
 
 
 async def run(
-    client: httpx.AsyncClient, snapshot: Snapshot, plan: Plan, req: ProxyRequest, entry: Entry
+    client: aiohttp.ClientSession, snapshot: Snapshot, plan: Plan, req: ProxyRequest, entry: Entry
 ) -> Committed | ClientError:
     """Try each candidate once, in order; raise AllFailed when none commits."""
     for seq, route in enumerate(plan.candidates, start=1):

