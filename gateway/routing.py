@@ -37,6 +37,9 @@ def _skip_reason(route: RouteConf) -> str | None:
         return "provider disabled"
     if not route.enabled:
         return "model disabled"
+    missing = route.provider.missing_credentials()
+    if missing:
+        return missing
     if route.provider.dialect != "anthropic":
         return "OpenAI-dialect conversion is not available in this version"
     return None

@@ -58,6 +58,12 @@ class ProviderConf:
             return vault.resolve_env(self.api_key_env)
         return self.api_key_literal
 
+    def missing_credentials(self) -> str | None:
+        """The reason this provider cannot be called now, when its key variable is unset."""
+        if self.api_key_env and not vault.resolve_env(self.api_key_env):
+            return f"{self.api_key_env} is not set"
+        return None
+
     def __repr__(self) -> str:  # never show the key
         return f"ProviderConf(name={self.name!r}, dialect={self.dialect!r})"
 

@@ -68,3 +68,16 @@ def test_disabled_routes_are_skipped_with_a_reason_and_pairs_tried_once() -> Non
         ("off", "provider disabled"),
         ("anthropic", "model disabled"),
     ]
+
+
+def test_a_provider_whose_key_variable_is_unset_is_skipped(monkeypatch) -> None:
+    monkeypatch.delenv("AP_TEST_UNSET_KEY", raising=False)
+    monkeypatch.setenv("AP_TEST_SET_KEY", "sk-x")
+    unset = ProviderConf("unset", "anthropic", "https://u", api_key_env="env.AP_TEST_UNSET_KEY")
+    ready = ProviderConf("ready", "anthropic", "https://r", api_key_env="env.AP_TEST_SET_KEY")
+    snap = Snapshot(
+        routes=(route(unset, "a", "m*", position=0), route(ready, "b", "m*", position=1))
+    )
+    result = plan(snap, "m")
+    assert [r.name for r in result.candidates] == ["b"]
+    assert [s.reason for s in result.skipped] == ["env.AP_TEST_UNSET_KEY is not set"]
