@@ -1,0 +1,270 @@
+"""`python -m bench.load --port P ...`: one load run, in a process (and GIL) of its own.
+
+Raw HTTP/1.1 over asyncio streams on uvloop, one keep-alive connection per worker: an
+HTTP client library would cost more CPU per request than the proxy under test on a
+2-core machine. Talks to the parent over stdio: prints ``ready`` after the warm-up,
+waits for one line on stdin, runs the measured phase, prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import uvloop
+
+BODY_TEMPLATE = {
+    "model": "bench-1",
+    "max_tokens": 64,
+    "messages": [{"role": "user", "content": "hi"}],
+}
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    host: str
+    port: int
+    api_key: str
+    stream: bool
+    concurrency: int
+    requests: int
+    warmup: int
+    time_limit: float  # seconds for the measured phase; stop issuing requests after it
+
+
+@dataclass
+class Tally:
+    """What one phase saw; latencies and TTFBs in milliseconds, successes only."""
+
+    latencies: list[float] = field(default_factory=list)
+    ttfbs: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    remaining: int = 0
+    deadline: float = 0.0
+
+    def take(self) -> bool:
+        """Claim the next request of the phase, if any is left and time remains."""
+        if self.remaining <= 0 or time.perf_counter() >= self.deadline:
+            return False
+        self.remaining -= 1
+        return True
+
+
+class BadResponse(Exception):
+    """A response that arrived whole but is not the success the scenario expects."""
+
+
+def build_request(spec: LoadSpec) -> bytes:
+    body = json.dumps({**BODY_TEMPLATE, "stream": spec.stream}).encode()
+    head = (
+        f"POST /v1/messages HTTP/1.1\r\n"
+        f"host: {spec.host}:{spec.port}\r\n"
+        f"x-api-key: {spec.api_key}\r\n"
+        f"anthropic-version: 2023-06-01\r\n"
+        f"content-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[bytes, bytes]]:
+    raw = await reader.readuntil(b"\r\n\r\n")
+    lines = raw[:-4].split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers
+
+
+class ChunkedBody:
+    """An incremental chunked-transfer decoder; one buffer scan per read, not per chunk."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.pos = 0
+        self.parts: list[bytes] = []
+        self.done = False
+
+    def feed(self, data: bytes) -> None:
+        self.buf += data
+        while not self.done:
+            eol = self.buf.find(b"\r\n", self.pos)
+            if eol < 0:
+                return
+            size = int(self.buf[self.pos : eol].split(b";", 1)[0], 16)
+            end = eol + 2 + size + 2
+            if len(self.buf) < end:
+                return
+            if size == 0:
+                # No trailers expected: the last chunk is "0\r\n\r\n".
+                self.done = True
+                return
+            self.parts.append(bytes(self.buf[eol + 2 : end - 2]))
+            self.pos = end
+
+
+async def read_chunked(reader: asyncio.StreamReader) -> tuple[bytes, float]:
+    """The de-chunked body and when its first byte arrived."""
+    body = ChunkedBody()
+    first = 0.0
+    while not body.done:
+        data = await reader.read(65536)
+        if not data:
+            raise asyncio.IncompleteReadError(bytes(body.buf), None)
+        first = first or time.perf_counter()
+        body.feed(data)
+    return b"".join(body.parts), first
+
+
+async def read_sized(reader: asyncio.StreamReader, length: int) -> tuple[bytes, float]:
+    """A content-length body and when its first byte arrived."""
+    if length == 0:
+        return b"", time.perf_counter()
+    head = await reader.read(length)
+    if not head:
+        raise asyncio.IncompleteReadError(b"", length)
+    first = time.perf_counter()
+    rest = await reader.readexactly(length - len(head)) if len(head) < length else b""
+    return head + rest, first
+
+
+def check(status: int, body: bytes, stream: bool) -> None:
+    if status != 200:
+        raise BadResponse(f"http_{status}")
+    if stream:
+        if b"event: error" in body:
+            raise BadResponse("stream_error_event")
+        if b"event: message_stop" not in body:
+            raise BadResponse("stream_incomplete")
+    elif b"end_turn" not in body:
+        raise BadResponse("bad_body")
+
+
+class Connection:
+    """One keep-alive connection, reopened after any failure."""
+
+    def __init__(self, spec: LoadSpec, request: bytes) -> None:
+        self.spec = spec
+        self.request = request
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.reader is None or self.writer is None:
+            opening = asyncio.open_connection(self.spec.host, self.spec.port)
+            self.reader, self.writer = await asyncio.wait_for(opening, CONNECT_TIMEOUT)
+        return self.reader, self.writer
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.transport.abort()
+        self.reader = self.writer = None
+
+    async def exchange(self) -> tuple[float, float]:
+        """One request; returns (latency, ttfb) in ms from just before the write."""
+        reader, writer = await self._open()
+        started = time.perf_counter()
+        writer.write(self.request)
+        async with asyncio.timeout(READ_TIMEOUT):
+            status, headers = await read_head(reader)
+            if b"chunked" in headers.get(b"transfer-encoding", b""):
+                body, first = await read_chunked(reader)
+            else:
+                body, first = await read_sized(reader, int(headers.get(b"content-length", 0)))
+        ended = time.perf_counter()
+        if headers.get(b"connection", b"").lower() == b"close":
+            self.close()
+        check(status, body, self.spec.stream)
+        return (ended - started) * 1000, (first - started) * 1000
+
+
+async def worker(conn: Connection, tally: Tally) -> None:
+    while tally.take():
+        try:
+            latency, ttfb = await conn.exchange()
+        except BadResponse as exc:
+            tally.errors[str(exc)] += 1
+            continue
+        except (
+            OSError,
+            EOFError,
+            TimeoutError,
+            ValueError,
+            IndexError,
+            asyncio.LimitOverrunError,
+        ) as exc:
+            tally.errors[type(exc).__name__] += 1
+            conn.close()
+            await asyncio.sleep(0.01)  # do not spin on a server that refuses
+            continue
+        tally.latencies.append(latency)
+        tally.ttfbs.append(ttfb)
+
+
+async def run_phase(conns: list[Connection], count: int, limit: float) -> tuple[Tally, float]:
+    started = time.perf_counter()
+    tally = Tally(remaining=count, deadline=started + limit)
+    await asyncio.gather(*(worker(conn, tally) for conn in conns))
+    return tally, time.perf_counter() - started
+
+
+def _result(tally: Tally, elapsed: float, spec: LoadSpec, cpu: float) -> dict[str, object]:
+    done = len(tally.latencies) + sum(tally.errors.values())
+    return {
+        "requests": done,
+        "ok": len(tally.latencies),
+        "errors": sum(tally.errors.values()),
+        "error_kinds": dict(tally.errors),
+        "elapsed": elapsed,
+        "truncated": done < spec.requests,
+        "client_cpu": cpu,
+        "latencies": [round(x, 3) for x in tally.latencies],
+        "ttfbs": [round(x, 3) for x in tally.ttfbs],
+    }
+
+
+async def _main(spec: LoadSpec) -> dict[str, object]:
+    request = build_request(spec)
+    conns = [Connection(spec, request) for _ in range(spec.concurrency)]
+    try:
+        await run_phase(conns, spec.warmup, spec.time_limit)
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        cpu_before = time.process_time()
+        tally, elapsed = await run_phase(conns, spec.requests, spec.time_limit)
+        return _result(tally, elapsed, spec, time.process_time() - cpu_before)
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def _parse_args(argv: list[str] | None) -> LoadSpec:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--api-key", default="sk-bench-client-key-0123456789")
+    parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--time-limit", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    return LoadSpec(**{k.replace("-", "_"): v for k, v in vars(args).items()})
+
+
+def main(argv: list[str] | None = None) -> None:
+    result = uvloop.run(_main(_parse_args(argv)))
+    print(json.dumps(result, separators=(",", ":")), flush=True)
+
+
+if __name__ == "__main__":
+    main()
