@@ -89,20 +89,17 @@ class RelayedStream:
         raise UpstreamError("protocol", "the stream ended before any content")
 
     async def rest(self) -> AsyncIterator[bytes]:
-        """The remaining events; an upstream fault ends them with an `event: error`."""
+        """The remaining events; an upstream fault ends them with an `event: error`.
+
+        The idle deadline is aiohttp's `sock_read` timeout (see `timeout_for`): it is
+        re-armed on every read, cheaper than a timer per event here.
+        """
         try:
-            while True:
-                with converted_errors():
-                    try:
-                        async with asyncio.timeout(self.deadlines.idle):
-                            chunk = await anext(self._chunks)
-                    except StopAsyncIteration:
-                        break
-                data, _ = self._take(chunk)
-                if data:
-                    yield data
-        except TimeoutError:
-            self.failure = UpstreamError("idle_timeout", "the stream fell silent")
+            with converted_errors():
+                async for chunk in self._chunks:
+                    data, _ = self._take(chunk)
+                    if data:
+                        yield data
         except UpstreamError as exc:
             self.failure = exc
         if self.failure is None and not self.watch.finished and not self.watch.error_type:
@@ -177,7 +174,7 @@ async def _send(
             url,
             data=req.body_for(route),
             headers=anthropic_headers(req.headers, route.provider),
-            timeout=timeout_for(deadlines),
+            timeout=timeout_for(deadlines, req.stream),
             allow_redirects=False,
         )
 

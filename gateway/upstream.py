@@ -178,10 +178,20 @@ def _resolve(value: str) -> str:
     return vault.resolve_env(value) if vault.env_name(value) else value
 
 
-def timeout_for(deadlines: Deadlines) -> aiohttp.ClientTimeout:
-    """aiohttp enforces the connect deadline; first-token and idle deadlines are ours."""
+def timeout_for(deadlines: Deadlines, stream: bool = True) -> aiohttp.ClientTimeout:
+    """aiohttp enforces the connect and idle (between reads) deadlines; the first-token
+    deadline is an asyncio timeout around the attempt (dispatch).
+
+    The read timeout also runs before the first byte, so it is never shorter than the
+    time the answer may take to start: the first-token deadline for streams, the whole
+    non-stream deadline otherwise.
+    """
+    before_first = deadlines.first_token if stream else deadlines.non_stream
     return aiohttp.ClientTimeout(
-        total=None, sock_connect=deadlines.connect, connect=deadlines.connect
+        total=None,
+        connect=deadlines.connect,
+        sock_connect=deadlines.connect,
+        sock_read=max(deadlines.idle, before_first),
     )
 
 
