@@ -151,7 +151,9 @@ def sse_events(response: httpx.Response) -> list[tuple[str, dict]]:
 def test_fault_after_first_byte_ends_the_stream_with_an_error_event(
     proxy: LiveProxy, upstream: FakeUpstream, key: str, fault: Script
 ) -> None:
-    RoutingSettings.objects.filter(pk=1).update(routing={"idleTimeout": 0.5})
+    RoutingSettings.objects.filter(pk=1).update(
+        routing={"idleTimeout": 0.5, "firstTokenTimeout": 0.5}
+    )
     proxy.reload()
     upstream.script("model-a", fault)
     response = ask(proxy, key, stream=True)
