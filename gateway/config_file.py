@@ -233,6 +233,12 @@ def _headers(value: Any, path: str) -> dict[str, str]:
     return headers
 
 
+def _str_list(value: Any, path: str) -> list[str]:
+    if not isinstance(value, list):
+        _expected("a list of strings", value, path)
+    return [_str(item, f"{path}[{i}]") for i, item in enumerate(value)]
+
+
 def _url(value: Any, path: str) -> str:
     url = _str(value, path, max_length=500)
     parts = urlsplit(url)
@@ -316,6 +322,11 @@ MODEL_OPTION_FIELDS = {
 PROVIDER_OPTION_FIELDS = {
     "connectTimeout": _DURATION_FIELD,
     "maxTokensField": _Field(partial(_choice, choices=MAX_TOKENS_FIELDS)),
+    "dropBetas": _Field(_str_list),
+    "allowedBetas": _Field(_str_list),
+    "dropFields": _Field(_str_list),
+    "hoistSystemMessages": _BOOL_FIELD,
+    "toolSchema": _Field(partial(_choice, choices=("default", "strict"))),
     "headers": _Field(_headers, dict),
 }
 _PROVIDER_KEYS = dict.fromkeys(("type", "endpoint", "apiKey", "enabled", *PROVIDER_OPTION_FIELDS))

@@ -37,12 +37,7 @@ def _skip_reason(route: RouteConf) -> str | None:
         return "provider disabled"
     if not route.enabled:
         return "model disabled"
-    missing = route.provider.missing_credentials()
-    if missing:
-        return missing
-    if route.provider.dialect != "anthropic":
-        return "OpenAI-dialect conversion is not available in this version"
-    return None
+    return route.provider.missing_credentials()
 
 
 def plan(snapshot: Snapshot, requested: str) -> Plan:
@@ -72,4 +67,13 @@ def anthropic_only(p: Plan) -> Plan:
         for r in p.candidates
         if r.provider.dialect != "anthropic"
     )
+    return Plan(p.requested, kept, p.skipped + dropped)
+
+
+def prefer_anthropic(p: Plan, reason: str) -> Plan:
+    """Drop OpenAI-dialect candidates for `reason` (a server tool), unless none else is left."""
+    kept = tuple(r for r in p.candidates if r.provider.dialect == "anthropic")
+    if not kept:
+        return p
+    dropped = tuple(Skip(r.provider.name, r.name, reason) for r in p.candidates if r not in kept)
     return Plan(p.requested, kept, p.skipped + dropped)

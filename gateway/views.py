@@ -14,6 +14,7 @@ from gateway.logbook import AttemptEntry, Entry
 from gateway.runtime import Runtime
 from gateway.tokens import estimate_input_tokens
 from gateway.translate.errors import error_body
+from gateway.translate.request import server_tool_reason
 from gateway.validate import BadRequest, MessagesBody, count_tokens_body, messages_body
 
 
@@ -73,12 +74,21 @@ async def _proxy(
     entry.requested_model, entry.stream = body.model, body.stream
     snapshot = runtime.snapshot
     plan = routing.plan(snapshot, body.model)
+    needs = server_tool_reason(body.payload)
+    if needs:
+        plan = routing.prefer_anthropic(plan, needs)
     entry.skipped = [skip.as_dict() for skip in plan.skipped]
     if not plan.candidates:
         await _reject(entry, send, *_no_candidates(plan))
         return
     req = ProxyRequest(
-        "messages", request.query, request.headers, request.body, body.model, body.stream
+        "messages",
+        request.query,
+        request.headers,
+        request.body,
+        body.payload,
+        body.model,
+        body.stream,
     )
     try:
         outcome = await run(runtime.http, snapshot, plan, req, entry)
@@ -215,6 +225,7 @@ async def _count(
             request.query,
             request.headers,
             request.body,
+            body.payload,
             body.model,
             False,
         )

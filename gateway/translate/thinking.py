@@ -1,8 +1,8 @@
-"""Synthetic signatures for thinking blocks made from another dialect's reasoning text.
+"""Signatures for thinking blocks the gateway makes up from an OpenAI provider's reasoning.
 
-Anthropic rejects a thinking block whose signature it did not issue, so blocks converted
-from an OpenAI-dialect provider carry a recognisable marker and are dropped before a
-request goes to an Anthropic provider.
+Anthropic signs its thinking blocks; a block built from `reasoning_content` has no real
+signature, so it gets a recognisable fake one. When the conversation later goes to an
+Anthropic provider, `anthropic_body.adapt` removes these blocks, which Anthropic would reject.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ SYNTHETIC_SIGNATURE_PREFIX = "ap-synth:"
 
 
 def synthetic_signature(provider: str) -> str:
+    """The signature for a thinking block synthesised from `provider`'s reasoning output."""
     return f"{SYNTHETIC_SIGNATURE_PREFIX}{provider}"
 
 
-def is_synthetic_signature(sig: str) -> bool:
-    return sig.startswith(SYNTHETIC_SIGNATURE_PREFIX)
+def is_synthetic_signature(sig: object) -> bool:
+    return isinstance(sig, str) and sig.startswith(SYNTHETIC_SIGNATURE_PREFIX)

@@ -1,0 +1,188 @@
+"""Streams from one upstream, read up to the commit point and then relayed to the client.
+
+`AnthropicRelay` forwards an Anthropic stream byte for byte, watching only what health
+and logging need; `ConvertedRelay` turns an OpenAI stream into Anthropic events. Both
+end a broken stream with an Anthropic `event: error`, never a silent success.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import aiohttp
+
+from gateway.streamwatch import StreamWatch
+from gateway.translate.errors import error_event
+from gateway.translate.sse import SSEDecoder
+from gateway.translate.stream import StreamConverter
+from gateway.upstream import UpstreamError, converted_errors
+
+
+def close_response(response: aiohttp.ClientResponse) -> None:
+    """Drop the connection unless the body was read to the end (then it is reusable)."""
+    if response.content.at_eof():
+        response.release()
+    else:
+        response.close()
+
+
+def _midstream_error_type(exc: UpstreamError) -> str:
+    if exc.kind == "stream_error" or (exc.kind == "http_status" and exc.status in (429, 529)):
+        return "overloaded_error"
+    return "api_error"
+
+
+class Relay:
+    """Reads chunks, turns them into client bytes, and knows where the commit point is."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+        self.first_content_at: float | None = None
+        self.last_event_at: float | None = None
+        self.failure: UpstreamError | None = None
+        self._decoder = SSEDecoder()
+        self._chunks = response.content.iter_any()
+
+    # what a dialect defines
+    def _take(self, chunk: bytes) -> tuple[bytes, bool]:
+        """Client bytes for this chunk, and whether model output has begun."""
+        raise NotImplementedError
+
+    def _upstream_error(self) -> str | None:
+        raise NotImplementedError
+
+    def _finish(self) -> bytes:
+        """Bytes to send at the upstream's end of stream; sets `failure` if it was cut."""
+        raise NotImplementedError
+
+    @property
+    def usage(self) -> Any:
+        raise NotImplementedError
+
+    # shared
+    def _feed(self, chunk: bytes) -> tuple[bytes, bool]:
+        data, content = self._take(chunk)
+        if data:
+            self.last_event_at = time.monotonic()
+        return data, content
+
+    async def until_commit(self) -> bytes:
+        """Read until the first content; return everything produced so far."""
+        buffered: list[bytes] = []
+        with converted_errors():
+            async for chunk in self._chunks:
+                data, content = self._feed(chunk)
+                buffered.append(data)
+                if content:  # output came first: an error after it is the client's to see
+                    self.first_content_at = self.last_event_at or time.monotonic()
+                    return b"".join(buffered)
+                error = self._upstream_error()
+                if error:
+                    raise UpstreamError("stream_error", error)
+        tail = self._finish()
+        if self.failure is None and tail:
+            self.first_content_at = time.monotonic()
+            return b"".join(buffered) + tail
+        raise UpstreamError("protocol", "the stream ended before any content")
+
+    async def rest(self) -> AsyncIterator[bytes]:
+        """The remaining bytes; an upstream fault ends them with an `event: error`.
+
+        The idle deadline is aiohttp's read timeout (see `upstream.timeout_for`).
+        """
+        try:
+            with converted_errors():
+                async for chunk in self._chunks:
+                    data, _ = self._feed(chunk)
+                    if data:
+                        yield data
+        except UpstreamError as exc:
+            self.failure = exc
+        if self.failure is None:
+            tail = self._finish()
+            if tail:
+                yield tail
+        elif not self._upstream_error():
+            yield error_event(_midstream_error_type(self.failure), self.failure.describe())
+
+    async def aclose(self) -> None:
+        close_response(self.response)
+
+
+class AnthropicRelay(Relay):
+    """An Anthropic SSE stream relayed event by event without re-encoding."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        super().__init__(response)
+        self.watch = StreamWatch()
+
+    def _take(self, chunk: bytes) -> tuple[bytes, bool]:
+        out = []
+        content = False
+        for event in self._decoder.feed(chunk):
+            out.append(event.raw)
+            content = self.watch.observe(event) or content
+        return b"".join(out), content
+
+    def _upstream_error(self) -> str | None:
+        if self.watch.error_type:
+            return f"{self.watch.error_type}: {self.watch.error_message}"
+        return None
+
+    def _finish(self) -> bytes:
+        if self.watch.error_type:
+            self.failure = UpstreamError("stream_error", self._upstream_error() or "")
+        elif not self.watch.finished:
+            self.failure = UpstreamError("reset", "the stream ended before message_stop")
+            return error_event("api_error", self.failure.describe())
+        return b""
+
+    @property
+    def usage(self) -> Any:
+        return self.watch.usage
+
+
+class ConvertedRelay(Relay):
+    """An OpenAI Chat Completions stream converted to Anthropic events as it arrives."""
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        *,
+        model: str,
+        provider: str,
+        stop_sequences: Sequence[str] = (),
+        input_tokens_hint: int = 0,
+    ) -> None:
+        super().__init__(response)
+        self.converter = StreamConverter(
+            model=model,
+            stop_sequences=stop_sequences,
+            provider=provider,
+            input_tokens_hint=input_tokens_hint,
+        )
+
+    def _take(self, chunk: bytes) -> tuple[bytes, bool]:
+        frames: list[bytes] = []
+        for event in self._decoder.feed(chunk):
+            frames.extend(self.converter.feed(event))
+        return b"".join(frames), self.converter.content_started
+
+    def _upstream_error(self) -> str | None:
+        error = self.converter.error
+        return f"{error[0]}: {error[1]}" if error else None
+
+    def _finish(self) -> bytes:
+        frames = [self.converter.feed(event) for event in self._decoder.close()]
+        tail = b"".join(b"".join(f) for f in frames) + b"".join(self.converter.close())
+        if self.converter.error:
+            self.failure = UpstreamError("stream_error", self._upstream_error() or "")
+        elif not self.converter.finished:
+            self.failure = UpstreamError("reset", "the stream ended without a finish reason")
+        return tail
+
+    @property
+    def usage(self) -> Any:
+        return self.converter.usage

@@ -1,0 +1,258 @@
+"""OpenAI-dialect providers through the real proxy path: requests converted, answers back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anthropic
+import httpx
+import pytest
+from openai.lib.streaming.chat import ChatCompletionStreamState
+from openai.types.chat import ChatCompletionChunk
+
+from gateway.models import RequestLog
+from gateway.translate.sse import SSEDecoder
+from tests import builders
+from tests.fakes.upstream import FakeUpstream, Script
+from tests.live import LiveProxy
+from tests.openai_request_check import problems
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+HELLO = [{"role": "user", "content": "hi"}]
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+
+
+@pytest.fixture
+def key(proxy: LiveProxy, upstream: FakeUpstream) -> str:
+    prov = builders.provider("oai", upstream.url, dialect="openai")
+    builders.route(prov, "gpt-x", alias="claude-*")
+    secret = builders.client_key()
+    proxy.reload()
+    return secret
+
+
+def sdk(proxy: LiveProxy, key: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=proxy.url, api_key=key, max_retries=0)
+
+
+def openai_accumulated(fixture: str):
+    """The fixture's final completion as the official openai SDK assembles it."""
+    state = ChatCompletionStreamState()
+    decoder = SSEDecoder()
+    for event in [*decoder.feed((FIXTURES / fixture).read_bytes()), *decoder.close()]:
+        if event.data.strip() == "[DONE]":
+            continue
+        chunk = json.loads(event.data)
+        if "error" in chunk or not (chunk.get("choices") or chunk.get("usage")):
+            continue
+        chunk["choices"] = [c for c in chunk["choices"] if c.get("index", 0) == 0]
+        state.handle_chunk(ChatCompletionChunk.model_validate(chunk))
+    return state.current_completion_snapshot
+
+
+CLEAN_STREAMS = [
+    "openai/openai-stream-text-include-usage.sse",
+    "openai/openai-stream-text-no-usage.sse",
+    "openai/openai-stream-cached-tokens-usage.sse",
+    "openai/openai-stream-parallel-tool-calls-usage.sse",
+    "openai/openai-stream-tool-call-fragments.sse",
+    "openai/openai-stream-gpt5-moderation-trailing-chunk.sse",
+    "openai/openai-stream-n2-multiple-choices.sse",
+    "openai/openrouter-stream-usage-empty-choices.sse",
+    "openai/vllm-stream-finish-length.sse",
+    "openai/azure-stream-tool-call-prompt-filter.sse",
+    "openai/mistral-stream-text.sse",
+    "openai/groq-stream-tool-call-reasoning-xgroq.sse",
+    "openai/deepseek-stream-reasoning-content.sse",
+    "openai/openrouter-stream-reasoning-details-claude.sse",
+]
+
+
+@pytest.mark.parametrize("fixture", CLEAN_STREAMS)
+def test_openai_stream_arrives_as_the_same_answer_in_anthropic_form(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str, fixture: str
+) -> None:
+    upstream.script(None, Script(stream_fixture=fixture))
+    with sdk(proxy, key).messages.stream(model="claude-x", max_tokens=50, messages=HELLO) as s:
+        message = s.get_final_message()
+    expected = openai_accumulated(fixture).choices[0]
+
+    text = "".join(b.text for b in message.content if b.type == "text")
+    assert text == (expected.message.content or "")
+    tools = [b for b in message.content if b.type == "tool_use"]
+    calls = expected.message.tool_calls or []
+    assert [(t.name, t.input) for t in tools] == [
+        (c.function.name, json.loads(c.function.arguments or "{}")) for c in calls
+    ]
+    assert [t.id for t in tools if t.id] == [c.id for c in calls if c.id] or not calls[0].id
+    assert message.stop_reason == STOP_REASONS[expected.finish_reason]
+
+
+def test_reasoning_arrives_as_a_thinking_block_before_the_text(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str
+) -> None:
+    fixture = "openai/deepseek-stream-reasoning-content.sse"
+    upstream.script(None, Script(stream_fixture=fixture))
+    with sdk(proxy, key).messages.stream(model="claude-x", max_tokens=50, messages=HELLO) as s:
+        message = s.get_final_message()
+    reasoning = ""
+    for event in SSEDecoder().feed((FIXTURES / fixture).read_bytes()):
+        if event.data.startswith("{"):
+            for choice in json.loads(event.data).get("choices", []):
+                reasoning += choice.get("delta", {}).get("reasoning_content") or ""
+    assert [b.type for b in message.content][:2] == ["thinking", "text"]
+    assert message.content[0].thinking == reasoning
+
+
+def test_usage_is_reported_in_anthropic_terms_and_logged(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str
+) -> None:
+    fixture = "openai/openai-stream-cached-tokens-usage.sse"
+    upstream.script(None, Script(stream_fixture=fixture))
+    with sdk(proxy, key).messages.stream(model="claude-x", max_tokens=50, messages=HELLO) as s:
+        message = s.get_final_message()
+    usage = openai_accumulated(fixture).usage
+    cached = usage.prompt_tokens_details.cached_tokens
+    assert message.usage.output_tokens == usage.completion_tokens
+    assert message.usage.input_tokens == usage.prompt_tokens - cached
+    assert message.usage.cache_read_input_tokens == cached
+    proxy.flush_logs()
+    row = RequestLog.objects.get()
+    assert (row.output_tokens, row.cache_read_tokens) == (usage.completion_tokens, cached)
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    ["openai/groq-stream-error-event.sse", "openai/openrouter-stream-error-midstream-length.sse"],
+)
+def test_an_error_in_the_openai_stream_becomes_an_anthropic_error_event(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str, fixture: str
+) -> None:
+    upstream.script(None, Script(stream_fixture=fixture))
+    body = {"model": "claude-x", "max_tokens": 5, "messages": HELLO, "stream": True}
+    response = httpx.post(f"{proxy.url}/v1/messages", json=body, headers={"x-api-key": key})
+    # both providers reasoned first, then failed: the client saw output, so the stream
+    # goes on to an Anthropic error event, never a success and never [DONE]
+    assert response.status_code == 200
+    assert "[DONE]" not in response.text
+    events = SSEDecoder().feed(response.content)
+    assert [e.name for e in events][:3] == ["message_start", "ping", "content_block_start"]
+    assert events[-1].name == "error"
+    assert "message_stop" not in [e.name for e in events]
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    [
+        "openai/openai-chat-parallel-tool-calls.json",
+        "openai/openai-chat-tool-call-cached-tokens.json",
+        "openai/deepseek-chat-reasoning-parallel-tool-calls.json",
+        "openai/gemini-openai-compat-tool-call-empty-id.json",
+        "openai/azure-chat-finish-length.json",
+    ],
+)
+def test_openai_completion_becomes_an_anthropic_message(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str, fixture: str
+) -> None:
+    upstream.script(None, Script(message_fixture=fixture))
+    message = sdk(proxy, key).messages.create(model="claude-x", max_tokens=50, messages=HELLO)
+    choice = json.loads((FIXTURES / fixture).read_text())["choices"][0]
+    tools = [b for b in message.content if b.type == "tool_use"]
+    calls = choice["message"].get("tool_calls") or []
+    assert [(t.name, t.input) for t in tools] == [
+        (c["function"]["name"], json.loads(c["function"]["arguments"])) for c in calls
+    ]
+    assert all(t.id for t in tools), "every tool_use has an id, generated when missing"
+    assert len({t.id for t in tools}) == len(tools)
+    assert message.stop_reason == STOP_REASONS[choice["finish_reason"]]
+
+
+def test_openai_error_status_becomes_an_anthropic_error(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str
+) -> None:
+    error = json.loads((FIXTURES / "openai/openai-error-model-not-found.json").read_text())
+    upstream.script(None, Script(status=400, error_body=error))
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        sdk(proxy, key).messages.create(model="claude-x", max_tokens=5, messages=HELLO)
+    assert caught.value.body["type"] == "error"
+    assert caught.value.body["error"]["type"] == "invalid_request_error"
+    assert error["error"]["message"] in caught.value.body["error"]["message"]
+
+
+CLAUDE_CODE = [
+    "main-request.json",
+    "tool-result-request.json",
+    "side-title-request.json",
+    "interactive-auto-mode-request.json",
+    "nonstream-fallback-request.json",
+]
+
+
+@pytest.mark.parametrize("name", CLAUDE_CODE)
+def test_claude_code_request_reaches_the_provider_as_a_valid_chat_request(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str, name: str
+) -> None:
+    raw = (FIXTURES / "claude-code" / name).read_bytes()
+    headers = {
+        "authorization": f"Bearer {key}",
+        "content-type": "application/json",
+        "anthropic-beta": "claude-code-20250219",
+        "anthropic-version": "2023-06-01",
+    }
+    response = httpx.post(f"{proxy.url}/v1/messages?beta=true", content=raw, headers=headers)
+    assert response.status_code == 200, response.text
+
+    received = upstream.requests[-1]
+    assert received.path.endswith("/v1/chat/completions")
+    assert received.header("authorization") == f"Bearer {builders.UPSTREAM_SECRET}"
+    assert received.header("x-api-key") is None and received.header("anthropic-beta") is None
+    assert problems(received.json) == []
+    assert received.json["model"] == "gpt-x"
+
+
+def test_tool_loop_round_trip_through_an_openai_provider(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str
+) -> None:
+    client = sdk(proxy, key)
+    tools = [
+        {
+            "name": "multiply",
+            "description": "a*b",
+            "input_schema": {
+                "type": "object",
+                "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+            },
+        }
+    ]
+    upstream.script(
+        None, Script(stream_fixture="openai/openai-stream-tool-call-fragments.sse", times=1)
+    )
+    with client.messages.stream(
+        model="claude-x", max_tokens=50, messages=HELLO, tools=tools
+    ) as stream:
+        first = stream.get_final_message()
+    call = next(b for b in first.content if b.type == "tool_use")
+    assert first.stop_reason == "tool_use"
+
+    upstream.script(None, Script(stream_fixture="openai/openai-stream-text-include-usage.sse"))
+    follow_up = [
+        *HELLO,
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "42"}],
+        },
+    ]
+    with client.messages.stream(
+        model="claude-x", max_tokens=50, messages=follow_up, tools=tools
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "end_turn" and final.content[0].type == "text"
+
+    sent = upstream.requests[-1].json
+    assert problems(sent) == []
+    assistant = next(m for m in sent["messages"] if m["role"] == "assistant")
+    assert assistant["tool_calls"][0]["id"] == call.id
+    tool_message = sent["messages"][sent["messages"].index(assistant) + 1]
+    assert tool_message == {"role": "tool", "tool_call_id": call.id, "content": "42"}
