@@ -7,6 +7,7 @@ payload as it was (unchanged parts are shared, not copied).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
@@ -30,12 +31,14 @@ def adapt(payload: dict[str, Any], options: AnthropicOptions) -> dict[str, Any] 
     - With `hoist_system_messages`, role "system" messages move, in order, to the end of the
       top-level `system`, which stays a string unless blocks are needed; existing blocks,
       cache_control included, are kept as they are.
+    - Tool ids another provider made up (e.g. Kimi's `functions.read:0`) are rewritten
+      to Anthropic's `[a-zA-Z0-9_-]+`, the same way in tool_use and tool_result.
     - `drop_fields` are removed.
     """
     messages = payload.get("messages")
     if not isinstance(messages, list):
         return None
-    kept = _without_synthetic_thinking(messages)
+    kept = _with_valid_tool_ids(_without_synthetic_thinking(messages))
     hoisted: list[Any] = []
     if options.hoist_system_messages and _has_system_messages(kept):
         hoisted = [m.get("content") for m in kept if _is_system(m)]
@@ -120,3 +123,39 @@ def _append_system(system: Any, contents: list[Any]) -> str | list[Any]:
         elif isinstance(part, list):
             blocks += part
     return blocks
+
+
+_TOOL_ID_OK = re.compile(r"[a-zA-Z0-9_-]+")
+_TOOL_ID_BAD_CHAR = re.compile(r"[^a-zA-Z0-9_-]")
+_ID_KEYS = {"tool_use": "id", "tool_result": "tool_use_id"}
+
+
+def _bad_id(block: Any) -> bool:
+    if not isinstance(block, dict) or block.get("type") not in _ID_KEYS:
+        return False
+    value = block.get(_ID_KEYS[block["type"]])
+    return isinstance(value, str) and not _TOOL_ID_OK.fullmatch(value)
+
+
+def _fixed_block(block: Any) -> Any:
+    if not _bad_id(block):
+        return block
+    key = _ID_KEYS[block["type"]]
+    return {**block, key: _TOOL_ID_BAD_CHAR.sub("_", block[key]) or "toolu_"}
+
+
+def _with_valid_tool_ids(messages: list[Any]) -> list[Any]:
+    """`messages` itself unless a tool id has characters Anthropic rejects."""
+
+    def blocks(message: Any) -> list[Any]:
+        content = message.get("content") if isinstance(message, dict) else None
+        return content if isinstance(content, list) else []
+
+    if not any(_bad_id(b) for m in messages for b in blocks(m)):
+        return messages
+    return [
+        {**m, "content": [_fixed_block(b) for b in blocks(m)]}
+        if any(map(_bad_id, blocks(m)))
+        else m
+        for m in messages
+    ]

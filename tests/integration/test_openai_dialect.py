@@ -256,3 +256,45 @@ def test_tool_loop_round_trip_through_an_openai_provider(
     assert assistant["tool_calls"][0]["id"] == call.id
     tool_message = sent["messages"][sent["messages"].index(assistant) + 1]
     assert tool_message == {"role": "tool", "tool_call_id": call.id, "content": "42"}
+
+
+def test_count_tokens_on_an_openai_route_is_a_local_estimate(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str
+) -> None:
+    raw = (FIXTURES / "claude-code" / "count-tokens-request.json").read_bytes()
+    headers = {"x-api-key": key, "content-type": "application/json"}
+    response = httpx.post(f"{proxy.url}/v1/messages/count_tokens", content=raw, headers=headers)
+    assert response.status_code == 200
+    assert response.headers["x-token-count-source"] == "estimate"
+    assert response.json()["input_tokens"] > 1000
+    assert upstream.requests == [], "an OpenAI provider cannot count Anthropic tokens"
+
+
+def test_thinking_made_from_openai_reasoning_never_reaches_an_anthropic_provider(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str
+) -> None:
+    """DeepSeek answered with reasoning; the next turn fails over to an Anthropic provider."""
+    upstream.script(None, Script(stream_fixture="openai/deepseek-stream-reasoning-content.sse"))
+    client = sdk(proxy, key)
+    with client.messages.stream(model="claude-x", max_tokens=50, messages=HELLO) as stream:
+        first = stream.get_final_message()
+    assert first.content[0].type == "thinking"
+
+    anthropic_side = builders.provider("claude", f"{upstream.url}/anthropic")
+    builders.route(anthropic_side, "claude-real", alias="next-*")
+    proxy.reload()
+    real = {"type": "thinking", "thinking": "mine", "signature": "RealSig123"}
+    turns = [
+        *HELLO,
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {"role": "user", "content": "go on"},
+        {"role": "assistant", "content": [real, {"type": "text", "text": "ok"}]},
+        {"role": "user", "content": "and?"},
+    ]
+    client.messages.create(model="next-1", max_tokens=50, messages=turns)
+
+    sent = upstream.requests[-1].json
+    assert upstream.requests[-1].path.endswith("/anthropic/v1/messages")
+    blocks = [b for m in sent["messages"] if isinstance(m["content"], list) for b in m["content"]]
+    thinking = [b for b in blocks if b["type"] == "thinking"]
+    assert thinking == [real], "the synthetic block is gone, the real one kept"

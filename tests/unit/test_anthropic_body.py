@@ -196,3 +196,29 @@ def test_beta_list_is_tidied() -> None:
 
 def test_nothing_left_means_no_header() -> None:
     assert filter_betas("a,b", ("a",), ("a",)) is None
+
+
+def test_tool_ids_made_up_by_another_provider_are_rewritten_consistently() -> None:
+    payload = {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "tool_use", "id": "functions.read:0", "name": "read", "input": {}}
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": "functions.read:0", "content": "ok"}
+                ],
+            },
+        ],
+    }
+    body = adapt(payload, AnthropicOptions())
+    assert body is not None
+    assert body["messages"][1]["content"][0]["id"] == "functions_read_0"
+    assert body["messages"][2]["content"][0]["tool_use_id"] == "functions_read_0"
+    assert payload["messages"][1]["content"][0]["id"] == "functions.read:0", "input untouched"
