@@ -98,12 +98,18 @@ def _progress(step: int, total: int, result: RunResult) -> None:
 def execute(
     running: stack.Stack, scenarios: Sequence[Scenario], time_limit: float
 ) -> list[RunResult]:
+    """Direct, each server on an Anthropic-dialect route, and the first server on an
+    OpenAI-dialect route too (same fake, converted both ways)."""
     targets = [Target("direct", running.fake_port, None)]
-    targets += [Target(p.server, p.port, p.proc.pid) for p in running.proxies.values()]
+    for i, p in enumerate(running.proxies.values()):
+        targets.append(Target(p.server, p.port, p.proc.pid, server=p.server))
+        if i == 0:
+            name = f"{p.server} openai"
+            targets.append(Target(name, p.port, p.proc.pid, model="oai-1", server=p.server))
     steps = plan(scenarios, targets)
     results = []
     for step, (sc, target, round_no) in enumerate(steps, start=1):
-        proxy = running.proxies.get(target.name)
+        proxy = running.proxies.get(target.server or "")
         if proxy is not None and proxy.proc.poll() is not None:
             raise stack.procs.ChildFailed(f"the {target.name} proxy exited {proxy.proc.returncode}")
         result = run_one(sc, target, running.fake.pid, round_no, running.workdir, time_limit)

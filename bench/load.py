@@ -37,6 +37,7 @@ class LoadSpec:
     requests: int
     warmup: int
     time_limit: float  # seconds for the measured phase; stop issuing requests after it
+    model: str = "bench-1"  # which route: bench* is Anthropic-dialect, oai* OpenAI-dialect
 
 
 @dataclass
@@ -62,7 +63,7 @@ class BadResponse(Exception):
 
 
 def build_request(spec: LoadSpec) -> bytes:
-    body = json.dumps({**BODY_TEMPLATE, "stream": spec.stream}).encode()
+    body = json.dumps({**BODY_TEMPLATE, "model": spec.model, "stream": spec.stream}).encode()
     head = (
         f"POST /v1/messages HTTP/1.1\r\n"
         f"host: {spec.host}:{spec.port}\r\n"
@@ -257,6 +258,7 @@ def _parse_args(argv: list[str] | None) -> LoadSpec:
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--time-limit", type=float, default=60.0)
+    parser.add_argument("--model", default="bench-1")
     args = parser.parse_args(argv)
     return LoadSpec(**{k.replace("-", "_"): v for k, v in vars(args).items()})
 

@@ -29,9 +29,11 @@ class Scenario:
 
 @dataclass(frozen=True)
 class Target:
-    name: str  # "direct" or the ASGI server's name
+    name: str  # "direct", the ASGI server's name, or "<server> openai"
     port: int
     pid: int | None  # the proxy's PID; None for the fake upstream itself
+    model: str = "bench-1"  # the route asked for: bench* Anthropic-dialect, oai* OpenAI
+    server: str | None = None  # the proxy serving this target
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ def load_argv(scenario: Scenario, target: Target, time_limit: float) -> list[str
     argv = [procs.PYTHON, "-m", "bench.load", "--port", str(target.port), "--api-key", API_KEY]
     argv += ["--concurrency", str(scenario.concurrency), "--requests", str(scenario.requests)]
     argv += ["--warmup", str(scenario.warmup), "--time-limit", str(time_limit)]
+    argv += ["--model", target.model]
     return [*argv, "--stream"] if scenario.stream else argv
 
 

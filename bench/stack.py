@@ -20,10 +20,17 @@ providers:
     type: anthropic
     endpoint: http://127.0.0.1:{port}
     apiKey: sk-fake
+  fake_openai:
+    type: openai
+    endpoint: http://127.0.0.1:{port}
+    apiKey: sk-fake
 models:
   - name: claude-bench
     provider: fake
     alias: "bench*"
+  - name: gpt-bench
+    provider: fake_openai
+    alias: "oai*"
 apiKeys: ["{key}"]
 """
 IDLE_SETTLE = 1.0  # seconds between /health answering and the idle RSS reading
