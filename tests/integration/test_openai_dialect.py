@@ -298,3 +298,26 @@ def test_thinking_made_from_openai_reasoning_never_reaches_an_anthropic_provider
     blocks = [b for m in sent["messages"] if isinstance(m["content"], list) for b in m["content"]]
     thinking = [b for b in blocks if b["type"] == "thinking"]
     assert thinking == [real], "the synthetic block is gone, the real one kept"
+
+
+def test_mistral_thinking_chunks_become_thinking_then_text(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str
+) -> None:
+    """Magistral sends thinking as typed content parts; the openai SDK cannot hold them,
+    so the expectation is read from the recording directly."""
+    fixture = "openai/mistral-magistral-stream-thinking-chunks.sse"
+    upstream.script(None, Script(stream_fixture=fixture))
+    with sdk(proxy, key).messages.stream(model="claude-x", max_tokens=50, messages=HELLO) as s:
+        message = s.get_final_message()
+    thinking = text = ""
+    for event in SSEDecoder().feed((FIXTURES / fixture).read_bytes()):
+        if not event.data.startswith("{"):
+            continue
+        content = json.loads(event.data)["choices"][0]["delta"].get("content")
+        if isinstance(content, str):
+            text += content
+        for part in content if isinstance(content, list) else []:
+            thinking += "".join(t["text"] for t in part.get("thinking", []))
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    assert (message.content[0].thinking, message.content[1].text) == (thinking, text)
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (10, 232)
