@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from gateway import auth, routing
 from gateway.app import Request, Send, send_error, send_response
@@ -134,7 +135,7 @@ async def _send_committed(outcome: Committed, req: ProxyRequest, entry: Entry, s
     relay = outcome.stream
     if relay is None:
         await send_response(send, outcome.status, outcome.head, outcome.headers)
-        _take_usage(entry, outcome, first=None, last=None, started=req.started)
+        _take_usage(entry, outcome, outcome.usage, None, None, req.started)
         return
     headers = [
         (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -154,13 +155,20 @@ async def _send_committed(outcome: Committed, req: ProxyRequest, entry: Entry, s
         entry.error_message = f"after the first byte: {relay.failure.describe()}"
         outcome.attempt.error_kind = relay.failure.kind
         outcome.attempt.error_message = relay.failure.describe()
-    _take_usage(entry, outcome, relay.first_content_at, relay.last_event_at, req.started)
+    # the relay's usage, read now: converted streams report theirs at the end
+    _take_usage(
+        entry, outcome, relay.usage, relay.first_content_at, relay.last_event_at, req.started
+    )
 
 
 def _take_usage(
-    entry: Entry, outcome: Committed, first: float | None, last: float | None, started: float
+    entry: Entry,
+    outcome: Committed,
+    usage: Any,
+    first: float | None,
+    last: float | None,
+    started: float,
 ) -> None:
-    usage = outcome.usage
     entry.input_tokens, entry.output_tokens = usage.input_tokens, usage.output_tokens
     entry.cache_read_tokens = usage.cache_read_tokens
     entry.cache_creation_tokens = usage.cache_creation_tokens

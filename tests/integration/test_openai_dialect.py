@@ -109,7 +109,8 @@ def test_usage_is_reported_in_anthropic_terms_and_logged(
     proxy: LiveProxy, upstream: FakeUpstream, key: str
 ) -> None:
     fixture = "openai/openai-stream-cached-tokens-usage.sse"
-    upstream.script(None, Script(stream_fixture=fixture))
+    # paced, so that the usage chunk arrives well after the commit point
+    upstream.script(None, Script(stream_fixture=fixture, event_delay=0.02))
     with sdk(proxy, key).messages.stream(model="claude-x", max_tokens=50, messages=HELLO) as s:
         message = s.get_final_message()
     usage = openai_accumulated(fixture).usage
