@@ -144,8 +144,8 @@ def _compare_one(scenario: str, rows: Sequence[Row]) -> str:
 
 
 def comparison(rows: Sequence[Row]) -> list[str]:
-    """Servers head to head at the highest concurrency measured."""
-    proxies = [row for row in rows if row.target != "direct"]
+    """Servers head to head (on the Anthropic-dialect route) at the highest concurrency."""
+    proxies = [row for row in rows if row.target != "direct" and " " not in row.target]
     if len({row.target for row in proxies}) < 2:
         return []
     top = max(int(row.scenario.rsplit("-c", 1)[1]) for row in proxies)
