@@ -103,6 +103,9 @@ def _openai_options(route: RouteConf) -> OpenAIOptions:
         send_reasoning_content=bool(model.get("reasoning", False)),
         drop_fields=tuple(provider.get("dropFields") or ()),
         strict_tool_schema=provider.get("toolSchema") == "strict",
+        # routing.prefer_anthropic sends a server-tool request here only when no
+        # Anthropic-dialect route exists: serve it without those tools rather than not at all
+        drop_anthropic_tools=True,
     )
 
 

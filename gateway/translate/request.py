@@ -47,6 +47,9 @@ class OpenAIOptions:
     send_reasoning_content: bool = False  # echo earlier thinking as reasoning_content
     drop_fields: tuple[str, ...] = ()  # top-level OpenAI fields to remove at the end
     strict_tool_schema: bool = False  # rewrite tool schemas to Gemini's accepted subset
+    # No Anthropic provider can take this request: send it without the Anthropic-defined
+    # tools (server tools such as web_search) instead of refusing it.
+    drop_anthropic_tools: bool = False
 
     def __post_init__(self) -> None:
         if self.max_tokens_field not in ("max_tokens", "max_completion_tokens"):
@@ -60,6 +63,8 @@ def to_openai_request(
     stream: bool,
     options: OpenAIOptions = OpenAIOptions(),
 ) -> dict[str, Any]:
+    if options.drop_anthropic_tools:
+        payload = _without_anthropic_tools(payload)
     reason = server_tool_reason(payload)
     if reason:
         raise ConversionError(reason)
@@ -83,6 +88,31 @@ def to_openai_request(
     for field in options.drop_fields:
         body.pop(field, None)
     return body
+
+
+def _is_anthropic_tool(tool: Any) -> bool:
+    return isinstance(tool, dict) and tool.get("type") not in (None, "custom")
+
+
+def _without_anthropic_tools(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload minus Anthropic-defined tools, MCP servers, and a tool_choice that
+    named a tool no longer there."""
+    tools = payload.get("tools") or []
+    if not any(_is_anthropic_tool(t) for t in tools) and not payload.get("mcp_servers"):
+        return payload
+    kept = [t for t in tools if not _is_anthropic_tool(t)]
+    out = {k: v for k, v in payload.items() if k not in ("tools", "mcp_servers")}
+    if kept:
+        out["tools"] = kept
+    choice = payload.get("tool_choice")
+    names = {t.get("name") for t in kept if isinstance(t, dict)}
+    if (
+        isinstance(choice, dict)
+        and choice.get("type") == "tool"
+        and choice.get("name") not in names
+    ):
+        out.pop("tool_choice", None)
+    return out
 
 
 def server_tool_reason(payload: dict[str, Any]) -> str | None:

@@ -322,3 +322,40 @@ def test_mistral_thinking_chunks_become_thinking_then_text(
     assert [b.type for b in message.content] == ["thinking", "text"]
     assert (message.content[0].thinking, message.content[1].text) == (thinking, text)
     assert (message.usage.input_tokens, message.usage.output_tokens) == (10, 232)
+
+
+WEB_SEARCH = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}]
+
+
+def test_server_tool_request_prefers_an_anthropic_provider_and_says_why(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str
+) -> None:
+    claude = builders.provider("claude", f"{upstream.url}/anthropic")
+    builders.route(claude, "claude-real", alias="claude-*", weight=0)  # lower than "oai"
+    proxy.reload()
+    upstream.script(
+        "claude-real", Script(message_fixture="anthropic/anthropic-message-thinking.json")
+    )
+    sdk(proxy, key).messages.create(
+        model="claude-x", max_tokens=50, messages=HELLO, tools=WEB_SEARCH
+    )
+    assert [r.model for r in upstream.requests] == ["claude-real"]
+    proxy.flush_logs()
+    row = RequestLog.objects.get()
+    assert row.skipped == [
+        {
+            "provider": "oai",
+            "model": "gpt-x",
+            "reason": "needs server tool web_search (Anthropic providers only)",
+        }
+    ]
+
+
+def test_server_tool_request_with_only_openai_routes_is_served_without_the_tool(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str
+) -> None:
+    message = sdk(proxy, key).messages.create(
+        model="claude-x", max_tokens=50, messages=HELLO, tools=WEB_SEARCH
+    )
+    assert message.content
+    assert "tools" not in upstream.requests[-1].json

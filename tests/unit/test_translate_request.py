@@ -626,3 +626,22 @@ def test_checker_accepts_named_vendor_fields_only() -> None:
     body = convert(load("anthropic-request-thinking-tool-result.json"), send_reasoning_content=True)
     assert problems(body) == ["messages[1].reasoning_content: unknown field"]
     assert problems(body, allow_extra=REASONING_CONTENT) == []
+
+
+def test_anthropic_tools_are_dropped_when_asked_and_a_dangling_tool_choice_goes() -> None:
+    payload = {
+        "model": "m",
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": "news?"}],
+        "tools": [
+            {"type": "web_search_20250305", "name": "web_search", "max_uses": 3},
+            {"name": "Read", "input_schema": {"type": "object"}},
+        ],
+        "tool_choice": {"type": "tool", "name": "web_search"},
+    }
+    body = to_openai_request(
+        payload, "gpt-x", stream=False, options=OpenAIOptions(drop_anthropic_tools=True)
+    )
+    assert [t["function"]["name"] for t in body["tools"]] == ["Read"]
+    assert body.get("tool_choice") in (None, "auto")
+    assert problems(body) == []
