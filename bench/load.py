@@ -38,6 +38,7 @@ class LoadSpec:
     warmup: int
     time_limit: float  # seconds for the measured phase; stop issuing requests after it
     model: str = "bench-1"  # which route: bench* is Anthropic-dialect, oai* OpenAI-dialect
+    warmup_model: str | None = None  # the warm-up's model, when not `model`
 
 
 @dataclass
@@ -62,8 +63,9 @@ class BadResponse(Exception):
     """A response that arrived whole but is not the success the scenario expects."""
 
 
-def build_request(spec: LoadSpec) -> bytes:
-    body = json.dumps({**BODY_TEMPLATE, "model": spec.model, "stream": spec.stream}).encode()
+def build_request(spec: LoadSpec, model: str | None = None) -> bytes:
+    payload = {**BODY_TEMPLATE, "model": model or spec.model, "stream": spec.stream}
+    body = json.dumps(payload).encode()
     head = (
         f"POST /v1/messages HTTP/1.1\r\n"
         f"host: {spec.host}:{spec.port}\r\n"
@@ -235,9 +237,12 @@ def _result(tally: Tally, elapsed: float, spec: LoadSpec, cpu: float) -> dict[st
 
 async def _main(spec: LoadSpec) -> dict[str, object]:
     request = build_request(spec)
-    conns = [Connection(spec, request) for _ in range(spec.concurrency)]
+    warmup = build_request(spec, spec.warmup_model)
+    conns = [Connection(spec, warmup) for _ in range(spec.concurrency)]
     try:
         await run_phase(conns, spec.warmup, spec.time_limit)
+        for conn in conns:
+            conn.request = request
         print("ready", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         cpu_before = time.process_time()
@@ -259,6 +264,7 @@ def _parse_args(argv: list[str] | None) -> LoadSpec:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--time-limit", type=float, default=60.0)
     parser.add_argument("--model", default="bench-1")
+    parser.add_argument("--warmup-model", default=None, help="default: --model")
     args = parser.parse_args(argv)
     return LoadSpec(**{k.replace("-", "_"): v for k, v in vars(args).items()})
 

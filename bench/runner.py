@@ -34,6 +34,7 @@ class Target:
     pid: int | None  # the proxy's PID; None for the fake upstream itself
     model: str = "bench-1"  # the route asked for: bench* Anthropic-dialect, oai* OpenAI
     server: str | None = None  # the proxy serving this target
+    warmup_model: str | None = None  # the route the warm-up asks for, when not `model`
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ def load_argv(scenario: Scenario, target: Target, time_limit: float) -> list[str
     argv += ["--concurrency", str(scenario.concurrency), "--requests", str(scenario.requests)]
     argv += ["--warmup", str(scenario.warmup), "--time-limit", str(time_limit)]
     argv += ["--model", target.model]
+    if target.warmup_model is not None:
+        argv += ["--warmup-model", target.warmup_model]
     return [*argv, "--stream"] if scenario.stream else argv
 
 

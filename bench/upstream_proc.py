@@ -1,7 +1,8 @@
 """`python -m bench.upstream_proc --port P`: the fake provider in a process of its own.
 
 Its own process (and GIL) keeps the fake from stealing time from the load generator or
-the proxy. Every model gets a synthetic reply of `--tokens` one-token deltas.
+the proxy. The upstream models named in FAULTS misbehave (the failover figures); every
+other model gets a synthetic reply of `--tokens` one-token deltas.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ from tests.fakes.upstream import FakeUpstream, Script, Synthetic
 
 # The fake keeps every request it saw (for tests); forget them now and then.
 TRIM_SECONDS = 5.0
+# Upstream model name -> how the fake fails it (bench/stack.py routes to these names).
+FAULTS = {
+    "fault-529": Script(status=529),  # an overloaded_error JSON reply, at once
+    "fault-reset": Script(reset_before_reply=True),  # read the request, then TCP RST
+    "fault-hang": Script(hang=True),  # read the request, never answer
+}
 
 
 def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,19 +36,25 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _install(fake: FakeUpstream, default: Script) -> None:
+    fake.script(None, default)
+    for model, script in FAULTS.items():
+        fake.script(model, script)
+
+
 async def _trim_forever(fake: FakeUpstream, script: Script) -> None:
-    """reset() also drops scripts; script() right after, with no await in between."""
+    """reset() also drops scripts; _install() right after, with no await in between."""
     while True:
         await asyncio.sleep(TRIM_SECONDS)
         fake.reset()
-        fake.script(None, script)
+        _install(fake, script)
 
 
 async def _serve(args: argparse.Namespace) -> None:
     synthetic = Synthetic(tokens=args.tokens, ttft=args.ttft, per_token=args.per_token)
     script = Script(synthetic=synthetic)
     fake = FakeUpstream()
-    fake.script(None, script)
+    _install(fake, script)
     loop = asyncio.get_running_loop()
     server = asyncio.ensure_future(fake.serve_forever(args.host, args.port))
     trim = asyncio.ensure_future(_trim_forever(fake, script))

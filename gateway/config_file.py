@@ -301,6 +301,7 @@ ROUTING_FIELDS = {
     "idleTimeout": _DURATION_FIELD,
     "nonStreamTimeout": _DURATION_FIELD,
     "hedgeAfter": _OFF_DURATION_FIELD,
+    "sessionAffinity": _BOOL_FIELD,
     "circuit": _section(_CIRCUIT),
 }
 RETRY_FIELDS = {
@@ -318,6 +319,8 @@ MODEL_OPTION_FIELDS = {
     "hedgeAfter": _OFF_DURATION_FIELD,
     "maxOutputTokens": _Field(partial(_int, minimum=1)),
     "reasoning": _BOOL_FIELD,
+    "images": _BOOL_FIELD,
+    "tools": _BOOL_FIELD,
 }
 PROVIDER_OPTION_FIELDS = {
     "connectTimeout": _DURATION_FIELD,

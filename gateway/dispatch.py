@@ -9,7 +9,9 @@ on to the next candidate. After it, the relay turns upstream faults into an Anth
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,13 +24,14 @@ from gateway.dialects import (
     relay_for,
     status_error,
 )
+from gateway.health import HealthRegistry
 from gateway.logbook import AttemptEntry, Entry
 from gateway.relay import Relay, close_response
 from gateway.routing import Plan
-from gateway.snapshot import RouteConf, Snapshot
+from gateway.snapshot import RetryPolicy, RouteConf, Snapshot
 from gateway.upstream import MAX_ERROR_BODY, UpstreamError, converted_errors, timeout_for
 
-__all__ = ["AllFailed", "ClientError", "Committed", "ProxyRequest", "run"]
+__all__ = ["AllFailed", "ClientError", "Committed", "Context", "ProxyRequest", "run"]
 
 
 @dataclass
@@ -148,30 +151,200 @@ def _record_failure(attempt: AttemptEntry, exc: UpstreamError, began: float) -> 
     attempt.error_message = exc.describe()
 
 
-async def run(
-    client: aiohttp.ClientSession,
-    snapshot: Snapshot,
-    plan: Plan,
-    req: ProxyRequest,
-    entry: Entry,
-) -> Committed | ClientError:
-    """Try each candidate once, in order; raise AllFailed when none commits."""
-    for seq, route in enumerate(plan.candidates, start=1):
-        attempt = AttemptEntry(seq, route.provider.name, route.name, _elapsed_ms(req.started))
-        entry.attempts.append(attempt)
-        began = time.monotonic()
+# Failures another try of the same route may cure; 401/403/404/413 describe the route.
+_RETRYABLE_KINDS = {
+    "connect",
+    "connect_timeout",
+    "reset",
+    "first_token_timeout",
+    "idle_timeout",
+    "stream_error",
+    "protocol",
+}
+_RETRYABLE_STATUSES = {408, 409, 429, 500, 502, 503, 504, 529}
+# Failures that say nothing about the provider's health.
+_NEUTRAL_KINDS = {"unsupported"}
+
+
+def retryable(exc: UpstreamError) -> bool:
+    if exc.kind == "http_status":
+        return exc.status in _RETRYABLE_STATUSES
+    return exc.kind in _RETRYABLE_KINDS
+
+
+def backoff(policy: RetryPolicy, retry: int, exc: UpstreamError, rand: float) -> float | None:
+    """Seconds before retry number `retry` (0-based), or None when it should not wait:
+    full jitter over the exponential step; a Retry-After within maxDelay wins; a longer one
+    means "not now" (the caller opens the circuit for it instead)."""
+    if exc.retry_after is not None:
+        return exc.retry_after if exc.retry_after <= policy.max_delay else None
+    step = min(policy.max_delay, policy.initial_delay * policy.backoff_multiplier**retry)
+    return rand * step
+
+
+@dataclass
+class Context:
+    """One request's dispatch: what it may use and where it records."""
+
+    client: aiohttp.ClientSession
+    snapshot: Snapshot
+    req: ProxyRequest
+    entry: Entry
+    health: HealthRegistry
+    rand: Callable[[], float] = random.random
+
+    def new_attempt(self, route: RouteConf) -> AttemptEntry:
+        attempt = AttemptEntry(
+            len(self.entry.attempts) + 1,
+            route.provider.name,
+            route.name,
+            _elapsed_ms(self.req.started),
+        )
+        self.entry.attempts.append(attempt)
+        return attempt
+
+    def skip(self, route: RouteConf, reason: str) -> None:
+        self.entry.skipped.append(
+            {"provider": route.provider.name, "model": route.name, "reason": reason}
+        )
+
+
+async def _try_once(ctx: Context, route: RouteConf) -> Committed:
+    attempt = ctx.new_attempt(route)
+    began = time.monotonic()
+    ctx.health.started(route.key)
+    try:
+        committed = await _attempt(ctx.client, route, ctx.req, ctx.snapshot, attempt)
+    except UpstreamError as exc:
+        _record_failure(attempt, exc, began)
+        ctx.health.finished(route.key)
+        if exc.failover and exc.kind not in _NEUTRAL_KINDS:
+            ctx.health.failure(
+                route.key, kind=exc.kind, message=exc.describe(), retry_after=exc.retry_after
+            )
+        else:
+            ctx.health.neutral(route.key)
+        raise
+    except asyncio.CancelledError:
+        attempt.duration_ms = _elapsed_ms(began)
+        attempt.outcome = "cancelled"
+        ctx.health.finished(route.key)
+        ctx.health.neutral(route.key)
+        raise
+    attempt.outcome, attempt.status = "won", committed.status
+    attempt.ttft_ms = _elapsed_ms(began)
+    return committed
+
+
+async def _try_route(ctx: Context, route: RouteConf) -> Committed:
+    """One route, retried in place when `retry.retrySameProvider` says so."""
+    policy = ctx.snapshot.retry
+    retries = policy.max_retries if policy.retry_same_provider else 0
+    for retry in range(retries + 1):
         try:
-            committed = await _attempt(client, route, req, snapshot, attempt)
+            return await _try_once(ctx, route)
         except UpstreamError as exc:
-            _record_failure(attempt, exc, began)
+            if retry == retries or not exc.failover or not retryable(exc):
+                raise
+            delay = backoff(policy, retry, exc, ctx.rand())
+            if delay is None:
+                ctx.health.open_for(
+                    route.key, exc.retry_after or 0.0, f"Retry-After {exc.retry_after:g}s"
+                )
+                raise
+            ctx.entry.attempts[-1].outcome = "retried"
+            await asyncio.sleep(delay)
+            admitted, why = ctx.health.admit(route.key)
+            if not admitted:
+                raise UpstreamError("circuit_open", why or "circuit open") from exc
+    raise AssertionError("unreachable")
+
+
+def _hedge_after(ctx: Context, route: RouteConf) -> float | None:
+    value = route.options.get("hedgeAfter", ctx.snapshot.routing.get("hedgeAfter"))
+    return float(value) if value is not None else None
+
+
+class _Race:
+    """Runs candidates in order; with hedging, starts the next one when the current one
+    has not produced content in time, and commits whichever produces content first."""
+
+    def __init__(self, ctx: Context, plan: Plan) -> None:
+        self.ctx = ctx
+        self.queue = list(plan.candidates)
+        self.running: dict[asyncio.Task[Committed], tuple[RouteConf, float]] = {}
+
+    def launch(self) -> bool:
+        while self.queue:
+            route = self.queue.pop(0)
+            admitted, why = self.ctx.health.admit(route.key)
+            if not admitted:
+                self.ctx.skip(route, why or "circuit open")
+                continue
+            task = asyncio.create_task(_try_route(self.ctx, route))
+            self.running[task] = (route, time.monotonic())
+            return True
+        return False
+
+    def hedge_wait(self) -> float | None:
+        if len(self.running) != 1 or not self.queue:
+            return None
+        route, started = next(iter(self.running.values()))
+        after = _hedge_after(self.ctx, route)
+        return None if after is None else max(0.0, started + after - time.monotonic())
+
+    async def stop_others(self, outcome: str) -> None:
+        tasks = list(self.running)
+        self.running.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                late = await task
+            except BaseException:
+                continue
+            late.attempt.outcome = "hedge_lost"  # committed in the same instant: drop it
+            self.ctx.health.finished(late.route.key)
+            self.ctx.health.neutral(late.route.key)
+            await late.aclose()
+        for attempt in self.ctx.entry.attempts:
+            if attempt.outcome == "cancelled" and outcome != "cancelled":
+                attempt.outcome = outcome
+
+    async def run(self) -> Committed | ClientError:
+        try:
+            self.launch()
+            while self.running:
+                done, _ = await asyncio.wait(
+                    self.running, timeout=self.hedge_wait(), return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    self.launch()  # hedge: the current one is slow to produce content
+                    continue
+                result = await self._settle(done)
+                if result is not None:
+                    return result
+                if not self.running:
+                    self.launch()
+            raise AllFailed(self.ctx.entry.attempts)
+        finally:
+            await self.stop_others("cancelled")
+
+    async def _settle(self, done: set[asyncio.Task[Committed]]) -> Committed | ClientError | None:
+        for task in done:
+            route, _ = self.running.pop(task)
+            exc = task.exception()
+            if exc is None:
+                await self.stop_others("hedge_lost")
+                return task.result()
+            if not isinstance(exc, UpstreamError):
+                raise exc
             if not exc.failover:
+                await self.stop_others("cancelled")
                 return ClientError(route, exc)
-            continue
-        except asyncio.CancelledError:
-            attempt.outcome = "cancelled"
-            attempt.duration_ms = _elapsed_ms(began)
-            raise
-        attempt.outcome, attempt.status = "won", committed.status
-        attempt.ttft_ms = _elapsed_ms(began)
-        return committed
-    raise AllFailed(entry.attempts)
+        return None
+
+
+async def run(ctx: Context, plan: Plan) -> Committed | ClientError:
+    """Commit the first candidate that produces content; raise AllFailed when none does."""
+    return await _Race(ctx, plan).run()

@@ -182,6 +182,7 @@ class Attempt(models.Model):
     class Outcome(models.TextChoices):
         WON = "won"
         FAILED = "failed"
+        RETRIED = "retried"
         CANCELLED = "cancelled"
         HEDGE_LOST = "hedge_lost"
 

@@ -14,11 +14,26 @@ from concurrent.futures import ThreadPoolExecutor
 import aiohttp
 from django.conf import settings
 
+from gateway.affinity import AffinityTable
+from gateway.health import CircuitPolicy, HealthRegistry, StateChange
+from gateway.health_sync import RedisCircuitSync, attach
 from gateway.logbook import Logbook
 from gateway.snapshot import Snapshot, SnapshotHolder
 from gateway.upstream import new_client
 
 log = logging.getLogger(__name__)
+
+
+def _log_state_change(change: StateChange) -> None:
+    provider, model = change.key
+    log.warning(
+        "circuit %s/%s: %s -> %s (%s)",
+        provider,
+        model,
+        change.old.value,
+        change.new.value,
+        change.reason,
+    )
 
 
 def _close_db_connections() -> None:
@@ -32,7 +47,12 @@ class Runtime:
         # One thread for all ORM work: a stable connection, no SQLite write contention.
         self.db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-db")
         self.holder = holder or SnapshotHolder()
+        self.holder.on_reload = self._apply
         self.logbook = Logbook(self.db)
+        self.health = HealthRegistry(on_change=_log_state_change)
+        self.affinity = AffinityTable()
+        self.circuit_sync: RedisCircuitSync | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.client: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._start_lock = asyncio.Lock()
@@ -41,6 +61,24 @@ class Runtime:
     @property
     def snapshot(self) -> Snapshot:
         return self.holder.current
+
+    @property
+    def tps_threshold(self) -> float:
+        override = settings.TPS_THRESHOLD
+        return self.snapshot.tps_threshold if override is None else override
+
+    def _apply(self, snapshot: Snapshot) -> None:
+        """Settings that live outside the snapshot follow it. Reloads run on the database
+        thread; the health registry belongs to the event loop, so the change is handed
+        over to it."""
+        if self._loop is None:
+            self._apply_now(snapshot)
+        else:
+            self._loop.call_soon_threadsafe(self._apply_now, snapshot)
+
+    def _apply_now(self, snapshot: Snapshot) -> None:
+        self.health.policy = CircuitPolicy.from_config(snapshot.routing.get("circuit") or {})
+        self.health.retain(route.key for route in snapshot.routes)
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -52,9 +90,14 @@ class Runtime:
             if self.started:
                 return
             loop = asyncio.get_running_loop()
+            self._loop = loop
             await loop.run_in_executor(self.db, self.holder.reload)
             self.client = new_client()
             self.logbook.start()
+            if settings.REDIS_URL:  # circuits shared by every worker and host
+                self.circuit_sync = RedisCircuitSync(self.health, settings.REDIS_URL)
+                attach(self.health, self.circuit_sync)
+                await self.circuit_sync.start()
             poll = self.holder.poll_forever(settings.CONFIG_POLL_SECONDS, self.db)
             self._tasks.append(loop.create_task(poll, name="config-poll"))
             self.started = True
@@ -72,6 +115,8 @@ class Runtime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self.logbook.stop()
+        if self.circuit_sync is not None:
+            await self.circuit_sync.stop()
         if self.client is not None:
             await self.client.close()
         await asyncio.get_running_loop().run_in_executor(self.db, _close_db_connections)

@@ -110,6 +110,10 @@ class Snapshot:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     routing: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def session_affinity(self) -> bool:
+        return bool(self.routing.get("sessionAffinity", True))
+
     def deadlines_for(self, route: RouteConf) -> Deadlines:
         """Global deadlines with the route's and its provider's overrides applied."""
         merged = {**self.provider_overrides(route.provider), **route.options}
@@ -230,11 +234,14 @@ class SnapshotHolder:
         self._version = version or _current_version
         self.current = Snapshot()
         self._loaded = False
+        self.on_reload: Callable[[Snapshot], None] | None = None
 
     def reload(self) -> Snapshot:
         """Rebuild now (sync; runs the ORM)."""
         self.current = self._build()
         self._loaded = True
+        if self.on_reload is not None:
+            self.on_reload(self.current)
         return self.current
 
     def reload_if_changed(self) -> bool:

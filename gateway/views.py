@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway import auth, routing
+from gateway.affinity import session_of
 from gateway.app import Request, Send, send_error, send_response
-from gateway.dispatch import AllFailed, ClientError, Committed, ProxyRequest, run
+from gateway.dispatch import AllFailed, ClientError, Committed, Context, ProxyRequest, run
+from gateway.health import HealthRegistry
 from gateway.logbook import AttemptEntry, Entry
 from gateway.runtime import Runtime
 from gateway.tokens import estimate_input_tokens
@@ -69,15 +71,27 @@ async def messages(runtime: Runtime, request: Request, send: Send) -> None:
         runtime.logbook.record(entry)
 
 
+def _plan(runtime: Runtime, body: MessagesBody, session: str | None) -> routing.Plan:
+    plan = routing.plan(
+        runtime.snapshot,
+        body.model,
+        needs=routing.Needs.of(body.payload),
+        view=runtime.health.view,
+        now=time.monotonic(),
+        threshold=runtime.tps_threshold,
+        prefer=runtime.affinity.get(session),
+    )
+    needs_anthropic = server_tool_reason(body.payload)
+    return routing.prefer_anthropic(plan, needs_anthropic) if needs_anthropic else plan
+
+
 async def _proxy(
     runtime: Runtime, request: Request, body: MessagesBody, entry: Entry, send: Send
 ) -> None:
     entry.requested_model, entry.stream = body.model, body.stream
     snapshot = runtime.snapshot
-    plan = routing.plan(snapshot, body.model)
-    needs = server_tool_reason(body.payload)
-    if needs:
-        plan = routing.prefer_anthropic(plan, needs)
+    session = session_of(request.headers, body.payload) if snapshot.session_affinity else None
+    plan = _plan(runtime, body, session)
     entry.skipped = [skip.as_dict() for skip in plan.skipped]
     if not plan.candidates:
         await _reject(entry, send, *_no_candidates(plan))
@@ -92,7 +106,7 @@ async def _proxy(
         body.stream,
     )
     try:
-        outcome = await run(runtime.http, snapshot, plan, req, entry)
+        outcome = await run(Context(runtime.http, snapshot, req, entry, runtime.health), plan)
     except AllFailed as exc:
         status, message, headers = all_failed_reply(exc.attempts, plan)
         _fail(entry, status, message)
@@ -101,10 +115,47 @@ async def _proxy(
     if isinstance(outcome, ClientError):
         await _send_client_error(outcome, entry, send)
         return
+    await _deliver(runtime, outcome, req, entry, send, session)
+
+
+async def _deliver(
+    runtime: Runtime,
+    outcome: Committed,
+    req: ProxyRequest,
+    entry: Entry,
+    send: Send,
+    session: str | None,
+) -> None:
+    """Send the committed answer, then tell health and affinity how it went."""
+    key = outcome.route.key
+    verdict = "neutral"
     try:
         await _send_committed(outcome, req, entry, send)
+        failure = outcome.stream.failure if outcome.stream is not None else None
+        verdict = "failure" if failure is not None else "success"
     finally:
         await outcome.aclose()
+        runtime.health.finished(key)
+        if verdict == "success":
+            runtime.health.success(
+                key,
+                ttft=(outcome.attempt.ttft_ms or 0) / 1000,
+                output_tokens=entry.output_tokens,
+                generation_seconds=_generation_seconds(outcome),
+            )
+            runtime.affinity.remember(session, key)
+        elif verdict == "failure":
+            runtime.health.failure(key, kind=entry.error_type, message=entry.error_message)
+        else:
+            runtime.health.neutral(key)
+
+
+def _generation_seconds(outcome: Committed) -> float | None:
+    relay = outcome.stream
+    if relay is None or relay.first_content_at is None or relay.last_event_at is None:
+        return None
+    span = relay.last_event_at - relay.first_content_at
+    return span if span > 0 else None
 
 
 def _no_candidates(plan: routing.Plan) -> tuple[int, str]:
@@ -237,15 +288,20 @@ async def _count(
             body.model,
             False,
         )
+        # Many Anthropic-compatible providers have no count_tokens: what happens here must
+        # not judge their health for real traffic, so it gets a registry of its own.
         try:
-            outcome = await run(runtime.http, snapshot, plan, req, entry)
+            outcome = await run(Context(runtime.http, snapshot, req, entry, HealthRegistry()), plan)
         except AllFailed:
             outcome = None
         if isinstance(outcome, ClientError):
             await _send_client_error(outcome, entry, send)
             return
         if isinstance(outcome, Committed):
-            await _send_committed(outcome, req, entry, send)
+            try:
+                await _send_committed(outcome, req, entry, send)
+            finally:
+                await outcome.aclose()
             return
     elif not plan.skipped:
         await _reject(entry, send, 404, f"model: no route serves {body.model!r}")

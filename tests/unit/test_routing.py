@@ -1,4 +1,5 @@
-from gateway.routing import plan
+from gateway.health import CircuitState, HealthView
+from gateway.routing import Needs, plan
 from gateway.snapshot import ProviderConf, RouteConf, Snapshot
 
 ANTHROPIC = ProviderConf("anthropic", "anthropic", "https://a")
@@ -81,3 +82,125 @@ def test_a_provider_whose_key_variable_is_unset_is_skipped(monkeypatch) -> None:
     result = plan(snap, "m")
     assert [r.name for r in result.candidates] == ["b"]
     assert [s.reason for s in result.skipped] == ["env.AP_TEST_UNSET_KEY is not set"]
+
+
+def health(tps=None, ttft=None, state=None, open_until=None) -> HealthView:
+    return HealthView(tps, ttft, 0.0, 0, 0, 0, state or CircuitState.CLOSED, open_until, None)
+
+
+def test_measured_routes_below_the_tps_threshold_go_after_all_others() -> None:
+    routes = (
+        route(ANTHROPIC, "slow-heavy", "m*", weight=9, position=0),
+        route(ZAI, "fast", "m*", weight=1, position=1),
+        route(ZAI, "new", "m*", weight=1, position=2),
+        route(ANTHROPIC, "faster", "m*", weight=1, position=3),
+    )
+    views = {
+        ("anthropic", "slow-heavy"): health(tps=12.0),
+        ("zai", "fast"): health(tps=80.0, ttft=300.0),
+        ("anthropic", "faster"): health(tps=120.0, ttft=900.0),
+    }
+    result = plan(Snapshot(routes=routes), "m", view=lambda k: views.get(k, health()))
+    # weight first; unmeasured "new" gets its chance before measured ones of equal weight;
+    # then TPS desc; the slow one, despite its weight, goes last
+    assert [r.name for r in result.candidates] == ["new", "faster", "fast", "slow-heavy"]
+
+
+def test_equal_tps_is_broken_by_ttft() -> None:
+    routes = (route(ANTHROPIC, "a", "m*", position=0), route(ZAI, "b", "m*", position=1))
+    views = {
+        ("anthropic", "a"): health(tps=50.0, ttft=900.0),
+        ("zai", "b"): health(tps=50.0, ttft=200.0),
+    }
+    assert [r.name for r in plan(Snapshot(routes=routes), "m", view=views.get).candidates] == [
+        "b",
+        "a",
+    ]
+
+
+def test_threshold_comes_from_the_argument_over_the_config() -> None:
+    routes = (
+        route(ANTHROPIC, "a", "m*", weight=5, position=0),
+        route(ZAI, "b", "m*", weight=1, position=1),
+    )
+    views = {("anthropic", "a"): health(tps=30.0), ("zai", "b"): health(tps=35.0)}
+    snap = Snapshot(routes=routes, tps_threshold=40.0)
+    assert [r.name for r in plan(snap, "m", view=views.get).candidates] == ["a", "b"]
+    assert [r.name for r in plan(snap, "m", view=views.get, threshold=32).candidates] == ["b", "a"]
+
+
+def test_open_circuit_context_and_capabilities_skip_with_reasons() -> None:
+    routes = (
+        route(ANTHROPIC, "open", "m*", weight=9, position=0),
+        route(ZAI, "small", "m*", weight=8, context=1000, position=1),
+        route(ZAI, "blind", "m*", weight=7, position=2, options={"images": False}),
+        route(ANTHROPIC, "ok", "m*", weight=1, position=3),
+    )
+    views = {("anthropic", "open"): health(state=CircuitState.OPEN, open_until=112.0)}
+    needs = Needs(tokens=5000, images=True)
+    result = plan(
+        Snapshot(routes=routes), "m", needs=needs, view=lambda k: views.get(k, health()), now=100.0
+    )
+    assert [r.name for r in result.candidates] == ["ok"]
+    assert {s.model: s.reason for s in result.skipped} == {
+        "open": "circuit open for 12s more",
+        "small": "context 1000 < 5000 tokens needed",
+        "blind": "cannot read images",
+    }
+
+
+def test_when_filters_leave_nothing_the_least_bad_are_still_tried() -> None:
+    routes = (
+        route(
+            ANTHROPIC,
+            "tiny-blind",
+            "m*",
+            weight=9,
+            context=10,
+            position=0,
+            options={"images": False},
+        ),
+        route(ZAI, "tiny", "m*", weight=1, context=10, position=1),
+    )
+    result = plan(Snapshot(routes=routes), "m", needs=Needs(tokens=500, images=True))
+    assert [r.name for r in result.candidates] == ["tiny", "tiny-blind"]
+    assert all(s.reason.startswith("tried anyway: ") for s in result.skipped)
+
+
+def test_session_affinity_puts_the_previous_route_first_only_while_healthy() -> None:
+    routes = (
+        route(ANTHROPIC, "a", "m*", weight=5, position=0),
+        route(ZAI, "b", "m*", weight=1, position=1),
+    )
+    snap = Snapshot(routes=routes)
+    assert [r.name for r in plan(snap, "m", prefer=("zai", "b")).candidates] == ["b", "a"]
+    slow = {("zai", "b"): health(tps=5.0)}
+    assert [
+        r.name
+        for r in plan(
+            snap, "m", prefer=("zai", "b"), view=lambda k: slow.get(k, health())
+        ).candidates
+    ] == ["a", "b"]
+
+
+def test_needs_are_read_from_the_request() -> None:
+    payload = {
+        "max_tokens": 1000,
+        "thinking": {"type": "adaptive"},
+        "tools": [{"name": "t", "input_schema": {}}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "x",
+                        "content": [{"type": "image", "source": {"type": "url", "url": "u"}}],
+                    }
+                ],
+            }
+        ],
+    }
+    needs = Needs.of(payload)
+    assert (needs.images, needs.thinking, needs.tools) == (True, True, True)
+    assert needs.tokens > 1000

@@ -22,8 +22,17 @@ class Command(BaseCommand):
             default="uvicorn",
             help="ASGI server (uvicorn with uvloop+httptools measured faster; see README)",
         )
+        parser.add_argument(
+            "--tps-threshold",
+            type=float,
+            default=None,
+            help="routes measured below this many output tokens/s go last "
+            "(overrides routing.tpsThreshold; default 40)",
+        )
 
     def handle(self, *args: Any, host: str, port: int, server: str, **options: Any) -> None:
+        if options.get("tps_threshold") is not None:
+            settings.TPS_THRESHOLD = options["tps_threshold"]
         self.stdout.write(f"anthropic-proxy listening on http://{host}:{port} ({server})")
         if server == "daphne":
             from daphne.cli import CommandLineInterface
