@@ -151,10 +151,14 @@ async def _deliver(
 
 
 def _generation_seconds(outcome: Committed) -> float | None:
+    """From the first to the last output token for streams; the whole attempt otherwise."""
     relay = outcome.stream
-    if relay is None or relay.first_content_at is None or relay.last_event_at is None:
+    if relay is None:
+        span = outcome.attempt.duration_ms / 1000
+    elif relay.first_content_at is None or relay.last_event_at is None:
         return None
-    span = relay.last_event_at - relay.first_content_at
+    else:
+        span = relay.last_event_at - relay.first_content_at
     return span if span > 0 else None
 
 

@@ -240,3 +240,14 @@ def test_two_proxies_share_an_open_circuit_through_redis(
 
 async def _view(proxy: LiveProxy, key: tuple[str, str]):
     return proxy.runtime.health.view(key)
+
+
+def test_health_is_measured_from_real_traffic(proxy: LiveProxy, upstream: FakeUpstream) -> None:
+    key = configure(proxy, upstream)
+    upstream.script("model-a", Script(event_delay=0.01))
+    assert ask(proxy, key).status_code == 200
+    assert ask(proxy, key, stream=False).status_code == 200
+    view = proxy.call(_view(proxy, ("first", "model-a")))
+    assert view.tps is not None and view.tps > 0
+    assert view.ttft_ms is not None and view.ttft_ms > 0
+    assert (view.in_flight, view.outcomes, view.error_rate) == (0, 2, 0.0)
