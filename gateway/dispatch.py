@@ -209,8 +209,7 @@ class Context:
         )
 
 
-async def _try_once(ctx: Context, route: RouteConf) -> Committed:
-    attempt = ctx.new_attempt(route)
+async def _try_once(ctx: Context, route: RouteConf, attempt: AttemptEntry) -> Committed:
     began = time.monotonic()
     ctx.health.started(route.key)
     try:
@@ -241,8 +240,9 @@ async def _try_route(ctx: Context, route: RouteConf) -> Committed:
     policy = ctx.snapshot.retry
     retries = policy.max_retries if policy.retry_same_provider else 0
     for retry in range(retries + 1):
+        attempt = ctx.new_attempt(route)
         try:
-            return await _try_once(ctx, route)
+            return await _try_once(ctx, route, attempt)
         except UpstreamError as exc:
             if retry == retries or not exc.failover or not retryable(exc):
                 raise
@@ -252,7 +252,7 @@ async def _try_route(ctx: Context, route: RouteConf) -> Committed:
                     route.key, exc.retry_after or 0.0, f"Retry-After {exc.retry_after:g}s"
                 )
                 raise
-            ctx.entry.attempts[-1].outcome = "retried"
+            attempt.outcome = "retried"
             await asyncio.sleep(delay)
             admitted, why = ctx.health.admit(route.key)
             if not admitted:
