@@ -1,8 +1,10 @@
 """`python -m bench`: the proxy against the fake upstream directly, on loopback.
 
 Starts a fake upstream, one proxy per ASGI server, and a load-generator process per run,
-each in its own process; every one is stopped by PID on exit, Ctrl-C or error. Prints one
-Markdown table and writes bench/results/latest.md and latest.json.
+each in its own process; every one is stopped by PID on exit, Ctrl-C or error. With
+--failover (the default) two more uvicorn proxies measure the time to first byte when the
+first candidate route fails (bench/failover.py). Prints the Markdown report and writes
+bench/results/latest.md and latest.json.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import report, stack
+from bench import failover, report, stack
 from bench.runner import RunResult, Scenario, Target, run_one
 from bench.stats import Row, add_overhead, make_row
 
@@ -56,6 +58,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="comma-separated (stream|nonstream)-cN, N = concurrency 1..512",
     )
     parser.add_argument("--tokens", type=int, default=64, help="text deltas per fake reply")
+    parser.add_argument(
+        "--failover",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the failover section: TTFB when the first route answers 529, resets or hangs",
+    )
     args = parser.parse_args(argv)
     args.servers = [s for s in args.servers.split(",") if s]
     unknown = set(args.servers) - set(SERVERS)
@@ -151,7 +159,7 @@ def proxy_notes(proxies: dict[str, stack.Proxy]) -> list[str]:
 
 
 def proxy_facts(proxy: stack.Proxy) -> dict[str, Any]:
-    keep = ("server", "port", "idle_rss_kb", "after_rss_kb", "sent", "log_rows")
+    keep = ("server", "label", "port", "idle_rss_kb", "after_rss_kb", "sent", "log_rows")
     return {"pid": proxy.proc.pid, **{name: getattr(proxy, name) for name in keep}}
 
 
@@ -180,18 +188,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in background
     time_limit = (QUICK if args.quick else FULL)[2]
     started = time.monotonic()
+    outcome: failover.Outcome | None = None
+    fo_results: list[tuple[failover.Case, RunResult]] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
-        with stack.running_stack(workdir, args.servers, args.tokens) as running:
+        with stack.running_stack(workdir, args.servers, args.tokens, args.failover) as running:
             results = execute(running, args.scenarios, time_limit)
+            if args.failover:
+                fo_results = failover.execute(running, args.quick)
         rows = rows_of(results, running.proxies)
         notes = proxy_notes(running.proxies)
+        if args.failover:
+            outcome = failover.finish(running, fo_results)
     notes.append(f"Whole bench: {time.monotonic() - started:.0f} s wall time.")
     meta: dict[str, Any] = {"machine": report.machine(), "settings_line": settings_line(args)}
-    meta["proxies"] = {name: proxy_facts(p) for name, p in running.proxies.items()}
-    text = report.render(meta, rows, notes)
+    everyone = {**running.proxies, **running.failover}
+    meta["proxies"] = {name: proxy_facts(p) for name, p in everyone.items()}
+    sections = [failover.render(outcome.rows, outcome.notes)] if outcome else []
+    text = report.render(meta, rows, notes, sections)
     print(text)
-    where = report.write(meta, rows, results, text)
+    extra = {"failover": failover.as_json(outcome)} if outcome else None
+    where = report.write(meta, rows, results, text, extra)
     print(f"wrote {where / 'latest.md'} and {where / 'latest.json'}", file=sys.stderr)
     return 0
 

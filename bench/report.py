@@ -6,7 +6,7 @@ import json
 import os
 import platform
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -170,7 +170,13 @@ def noise_note(rows: Sequence[Row], threshold: float = 0.2) -> str | None:
     )
 
 
-def render(meta: dict[str, Any], rows: Sequence[Row], notes: Sequence[str]) -> str:
+def render(
+    meta: dict[str, Any],
+    rows: Sequence[Row],
+    notes: Sequence[str],
+    sections: Sequence[str] = (),
+) -> str:
+    """The whole report; `sections` (Markdown, each with its own heading) go before Notes."""
     m = meta["machine"]
     parts = [
         f"# anthropic-proxy bench: {m['date']}",
@@ -189,6 +195,8 @@ def render(meta: dict[str, Any], rows: Sequence[Row], notes: Sequence[str]) -> s
     if versus:
         parts += ["", "## uvicorn vs daphne", "", *versus]
     parts += ["", "## CPU per 1,000 requests (seconds)", "", cpu_table(rows), "", CPU_NOTE]
+    for section in sections:
+        parts += ["", section]
     noise = noise_note(rows)
     notes = [*notes, noise] if noise else list(notes)
     if notes:
@@ -196,7 +204,7 @@ def render(meta: dict[str, Any], rows: Sequence[Row], notes: Sequence[str]) -> s
     return "\n".join(parts) + "\n"
 
 
-def _run_summary(run: RunResult) -> dict[str, Any]:
+def run_summary(run: RunResult) -> dict[str, Any]:
     load = {k: v for k, v in run.load.items() if k not in ("latencies", "ttfbs")}
     lat, ttfb = run.load["latencies"], run.load["ttfbs"]
     for name, values in (("latency", lat), ("ttfb", ttfb)):
@@ -206,13 +214,21 @@ def _run_summary(run: RunResult) -> dict[str, Any]:
     return {**summary, **load}
 
 
-def write(meta: dict[str, Any], rows: Sequence[Row], runs: Sequence[RunResult], text: str) -> Path:
+def write(
+    meta: dict[str, Any],
+    rows: Sequence[Row],
+    runs: Sequence[RunResult],
+    text: str,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """latest.md and latest.json; `extra` adds top-level keys to the JSON."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "latest.md").write_text(text)
     payload = {
         **meta,
         "rows": [asdict(row) for row in rows],
-        "runs": [_run_summary(run) for run in runs],
+        "runs": [run_summary(run) for run in runs],
+        **(extra or {}),
     }
     (RESULTS_DIR / "latest.json").write_text(json.dumps(payload, indent=2) + "\n")
     return RESULTS_DIR

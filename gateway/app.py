@@ -107,7 +107,18 @@ class GatewayApp:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
             return
-        await self.fallback(scope, receive, send)
+        await self.fallback({**scope, "gateway_runtime": self.runtime}, receive, send)
+
+    def with_runtime(self, app: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        """`app` with this runtime in its scope (`scope["gateway_runtime"]`), starting it
+        first if no request has (websockets arrive without a lifespan on some servers)."""
+
+        async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+            if not self.runtime.started:
+                await self.runtime.start()
+            await app({**scope, "gateway_runtime": self.runtime}, receive, send)
+
+        return wrapped
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import aiohttp
 from django.conf import settings
@@ -18,6 +20,7 @@ from gateway.affinity import AffinityTable
 from gateway.health import CircuitPolicy, HealthRegistry, StateChange
 from gateway.health_sync import RedisCircuitSync, attach
 from gateway.logbook import Logbook
+from gateway.metrics import Metrics
 from gateway.snapshot import Snapshot, SnapshotHolder
 from gateway.upstream import new_client
 
@@ -51,6 +54,7 @@ class Runtime:
         self.logbook = Logbook(self.db)
         self.health = HealthRegistry(on_change=_log_state_change)
         self.affinity = AffinityTable()
+        self.metrics = Metrics()
         self.circuit_sync: RedisCircuitSync | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.client: aiohttp.ClientSession | None = None
@@ -102,6 +106,13 @@ class Runtime:
             self._tasks.append(loop.create_task(poll, name="config-poll"))
             self.started = True
             log.info("gateway ready: configuration version %s", self.snapshot.version)
+
+    def ensure_task(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `factory()` as a background task of this runtime, once per name (the
+        dashboard's broadcaster starts this way, on its first viewer)."""
+        if any(task.get_name() == name and not task.done() for task in self._tasks):
+            return
+        self._tasks.append(asyncio.get_running_loop().create_task(factory(), name=name))
 
     async def reload(self) -> None:
         """Rebuild the snapshot now (after an import, or from tests)."""

@@ -14,6 +14,7 @@ from gateway.app import Request, Send, send_error, send_response
 from gateway.dispatch import AllFailed, ClientError, Committed, Context, ProxyRequest, run
 from gateway.health import HealthRegistry
 from gateway.logbook import AttemptEntry, Entry
+from gateway.metrics import observe_entry
 from gateway.runtime import Runtime
 from gateway.tokens import estimate_input_tokens
 from gateway.translate.errors import error_body
@@ -69,6 +70,7 @@ async def messages(runtime: Runtime, request: Request, send: Send) -> None:
     finally:
         entry.duration_ms = round((time.monotonic() - started) * 1000, 3)
         runtime.logbook.record(entry)
+        observe_entry(runtime.metrics, entry)
 
 
 def _plan(runtime: Runtime, body: MessagesBody, session: str | None) -> routing.Plan:

@@ -1,8 +1,9 @@
-"""Django URLs: the admin and (later) the dashboard. /v1 and /health never reach here."""
+"""Django URLs: the admin and the dashboard. /v1 and /health never reach here."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("dashboard/", include("dashboard.urls")),
 ]

@@ -9,9 +9,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import uvicorn
-from django.core.asgi import get_asgi_application
 
-from gateway.app import GatewayApp
 from gateway.runtime import Runtime
 
 
@@ -25,8 +23,10 @@ class LiveProxy:
     """The gateway's ASGI app served by uvicorn on 127.0.0.1, in a background thread."""
 
     def __init__(self) -> None:
+        from proxy_site.asgi import build_application
+
         self.runtime = Runtime()
-        self.app = GatewayApp(get_asgi_application(), self.runtime)
+        self.app = build_application(self.runtime)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(

@@ -1,0 +1,13 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from dashboard.views import overview
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("", overview.page, name="overview"),
+    path("live/", overview.live_partial, name="overview-live"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+]
