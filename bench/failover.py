@@ -246,9 +246,25 @@ def render(rows: Sequence[FailoverRow], notes: Sequence[str]) -> str:
     return "\n".join(parts)
 
 
+def _noise_note(runs: Sequence[RunResult]) -> str | None:
+    """How busy the rest of the machine was during the failover runs' measured phases."""
+    window = sum(run.window for run in runs)
+    if window <= 0:
+        return None
+    ours = sum(
+        run.fake_cpu + float(run.load["client_cpu"]) + (run.target_cpu_window or 0.0)
+        for run in runs
+    )
+    others = max(0.0, sum(run.machine_cpu for run in runs) - ours) / window
+    return f"Other processes used {others:.2f} cores on average during these runs."
+
+
 def finish(running: stack.Stack, results: Sequence[tuple[Case, RunResult]]) -> Outcome:
     """Rows, runs and notes, once the proxies have stopped and their logs are complete."""
-    return Outcome(make_rows(results), [run for _, run in results], _log_notes(running))
+    runs = [run for _, run in results]
+    notes = _log_notes(running)
+    noise = _noise_note(runs)
+    return Outcome(make_rows(results), runs, [*notes, noise] if noise else notes)
 
 
 def as_json(outcome: Outcome) -> dict[str, Any]:

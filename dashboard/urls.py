@@ -1,6 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from dashboard import urls_config, urls_logs
 from dashboard.views import overview
 
 app_name = "dashboard"
@@ -11,3 +12,5 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]
+
+urlpatterns += urls_logs.urlpatterns + urls_config.urlpatterns

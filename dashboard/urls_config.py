@@ -1,0 +1,3 @@
+"""URLs of the provider, model and configuration pages."""
+
+urlpatterns: list = []

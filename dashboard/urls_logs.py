@@ -1,0 +1,3 @@
+"""URLs of the request history and API-key pages."""
+
+urlpatterns: list = []
