@@ -8,7 +8,7 @@ CONFIG ?= $(if $(wildcard config.yaml),config.yaml,example.config.yaml)
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_DATA := $(CURDIR)/.test-data
 
-.PHONY: install run test test-sqlite test-postgres bench lint format clean
+.PHONY: install browser-deps run test test-sqlite test-postgres bench lint format clean
 
 install: $(STAMP)
 
@@ -17,6 +17,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# Browser tests drive Debian's Chromium (Playwright's own browser download cannot work here).
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo "installing Debian chromium for the browser tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; \
+	fi
 
 run: install
 	$(PY) manage.py migrate --noinput
@@ -28,7 +36,7 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-test: install lint test-sqlite test-postgres
+test: install browser-deps lint test-sqlite test-postgres
 
 test-sqlite: install
 	rm -rf $(TEST_DATA) && mkdir -p $(TEST_DATA)
