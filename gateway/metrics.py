@@ -60,7 +60,7 @@ def _median(values: Iterable[float]) -> float | None:
 class RouteFigures:
     provider: str
     model: str
-    requests_per_min: int  # the current and the previous minute's requests, halved
+    requests_per_min: int  # requests in the last 60 s (estimated from the two last buckets)
     error_rate: float  # last 5 minutes
     ttft_p50_ms: float | None  # last 5 minutes
     tps_p50: float | None  # last 5 minutes
@@ -105,6 +105,15 @@ class Metrics:
         now = int(self._clock() // 60)
         return [b for b in self._routes.get(key, ()) if now - b.minute < minutes]
 
+    def _last_minute(self, key: Key) -> int:
+        """This minute's requests plus the share of the previous minute's that fall within
+        the last 60 seconds (they are assumed spread evenly)."""
+        now = self._clock()
+        minute = int(now // 60)
+        counts = {b.minute: b.requests for b in self._recent(key, 2)}
+        still_inside = 1 - (now - minute * 60) / 60
+        return round(counts.get(minute, 0) + counts.get(minute - 1, 0) * still_inside)
+
     def figures(self) -> list[RouteFigures]:
         out = []
         for key in sorted(self._routes):
@@ -116,7 +125,7 @@ class Metrics:
                 RouteFigures(
                     provider=key[0],
                     model=key[1],
-                    requests_per_min=-(-sum(b.requests for b in self._recent(key, 2)) // 2),
+                    requests_per_min=self._last_minute(key),
                     error_rate=round(sum(b.errors for b in last5) / requests5, 3)
                     if requests5
                     else 0,
