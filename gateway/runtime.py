@@ -21,6 +21,7 @@ from gateway.health import CircuitPolicy, HealthRegistry, StateChange
 from gateway.health_sync import RedisCircuitSync, attach
 from gateway.logbook import Logbook
 from gateway.metrics import Metrics
+from gateway.prometheus import PromMetrics
 from gateway.snapshot import Snapshot, SnapshotHolder
 from gateway.upstream import new_client
 
@@ -55,6 +56,7 @@ class Runtime:
         self.health = HealthRegistry(on_change=_log_state_change)
         self.affinity = AffinityTable()
         self.metrics = Metrics()
+        self.prometheus = PromMetrics(self.health)
         self.circuit_sync: RedisCircuitSync | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.client: aiohttp.ClientSession | None = None

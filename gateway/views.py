@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import time
 from datetime import UTC, datetime
 from typing import Any
+
+from django.conf import settings
 
 from gateway import auth, routing
 from gateway.affinity import session_of
@@ -15,6 +18,7 @@ from gateway.dispatch import AllFailed, ClientError, Committed, Context, ProxyRe
 from gateway.health import HealthRegistry
 from gateway.logbook import AttemptEntry, Entry
 from gateway.metrics import observe_entry
+from gateway.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from gateway.runtime import Runtime
 from gateway.tokens import estimate_input_tokens
 from gateway.translate.errors import error_body
@@ -71,6 +75,7 @@ async def messages(runtime: Runtime, request: Request, send: Send) -> None:
         entry.duration_ms = round((time.monotonic() - started) * 1000, 3)
         runtime.logbook.record(entry)
         observe_entry(runtime.metrics, entry)
+        runtime.prometheus.observe(entry)
 
 
 def _plan(runtime: Runtime, body: MessagesBody, session: str | None) -> routing.Plan:
@@ -339,6 +344,19 @@ async def health(runtime: Runtime, request: Request, send: Send) -> None:
     await send_response(send, 200, json.dumps(payload).encode())
 
 
+async def prometheus_metrics(runtime: Runtime, request: Request, send: Send) -> None:
+    """GET /metrics: Prometheus text format; behind METRICS_TOKEN (a bearer token) if set."""
+    token = settings.METRICS_TOKEN
+    if token:
+        sent = request.headers.get(b"authorization", b"").decode("latin-1")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+            await send_error(send, 401, "send the metrics token as Authorization: Bearer")
+            return
+    await send_response(
+        send, 200, runtime.prometheus.render(), {"content-type": PROMETHEUS_CONTENT_TYPE}
+    )
+
+
 async def root(runtime: Runtime, request: Request, send: Send) -> None:
     payload = {"service": "anthropic-proxy", "messages": "/v1/messages", "admin": "/admin/"}
     await send_response(send, 200, json.dumps(payload).encode())
@@ -349,5 +367,6 @@ ROUTES = {
     "/v1/messages/count_tokens": {"POST": count_tokens},
     "/v1/models": {"GET": list_models},
     "/health": {"GET": health},
+    "/metrics": {"GET": prometheus_metrics},
     "/": {"GET": root},
 }

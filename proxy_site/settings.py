@@ -74,6 +74,8 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 MAX_BODY_BYTES = envint("MAX_BODY_BYTES", 32 * 1024 * 1024)
 # `serve --tps-threshold N` (or TPS_THRESHOLD) overrides routing.tpsThreshold.
 TPS_THRESHOLD = float(os.environ["TPS_THRESHOLD"]) if os.environ.get("TPS_THRESHOLD") else None
+# GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>` when this is set.
+METRICS_TOKEN = envsecret("METRICS_TOKEN") or ""
 # How often a process checks the ConfigVersion row for changes (seconds).
 CONFIG_POLL_SECONDS = float(os.environ.get("CONFIG_POLL_SECONDS", "1.0"))
 
