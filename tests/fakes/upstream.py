@@ -7,7 +7,9 @@ Routes (matched by path suffix, so any prefix such as ``/api/anthropic`` works):
 
 - ``POST …/v1/messages`` and ``POST …/v1/chat/completions``: scripted per request ``model``.
 - ``POST …/v1/messages/count_tokens``: ``{"input_tokens": len(body) // 4}``.
-- ``GET …/v1/models``: the known models, in Anthropic or OpenAI list format (``dialect``).
+- ``GET …/v1/models``: the known models, in Anthropic or OpenAI list format (``dialect``);
+  Anthropic pages honour ``limit`` and ``after_id`` and say ``has_more``. ``model_fields``
+  adds fields per model (``context_length`` …), ``models_script`` scripts a fault.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Literal, cast
+from urllib.parse import parse_qs
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ ANTHROPIC_STREAM_FIXTURE = "anthropic/anthropic-stream-text.sse"
 ANTHROPIC_MESSAGE_FIXTURE = "anthropic/anthropic-message-text-tool-use.json"
 OPENAI_STREAM_FIXTURE = "openai/openai-stream-text-include-usage.sse"
 OPENAI_MESSAGE_FIXTURE = "openai/openai-chat-tool-call-cached-tokens.json"
+ANTHROPIC_MAX_PAGE = 1000  # the largest `limit` Anthropic's GET /v1/models accepts
 DEFAULT_MODELS: dict[str, tuple[str, ...]] = {
     "anthropic": ("claude-haiku-4-5-20251001", "claude-sonnet-4-5-20250929"),
     "openai": ("gpt-4o-mini", "gpt-4.1"),
@@ -524,6 +528,12 @@ class FakeUpstream:
     scripts in the order added, before the standing one comes back. A request looks at its
     model's scripts, then the default's, then ``Script()``. Only generation endpoints
     (``/v1/messages``, ``/v1/chat/completions``) consume scripts.
+
+    ``GET /v1/models`` lists ``models`` then the scripted models. ``model_fields[id]`` is
+    merged into that model's entry. In the Anthropic dialect a page holds the models after
+    ``after_id``, at most ``limit`` (1 to 1000, default 1000) and ``models_page_size``.
+    ``models_script`` (settable at any time, kept by ``reset``) answers the listing with
+    its reset, hang, delay or status instead; its ``times`` is ignored.
     """
 
     def __init__(
@@ -533,11 +543,17 @@ class FakeUpstream:
         dialect: Dialect = "anthropic",
         models: Sequence[str] | None = None,
         record: bool = True,
+        model_fields: Mapping[str, Mapping[str, Any]] | None = None,
+        models_page_size: int = ANTHROPIC_MAX_PAGE,
+        models_script: Script | None = None,
     ) -> None:
         self.fixtures_dir = Path(fixtures_dir)
         self.record = record  # False for long runs (CLI, benchmarks): keep no records
         self.dialect: Dialect = dialect
         self.models = list(DEFAULT_MODELS[dialect] if models is None else models)
+        self.model_fields = dict(model_fields or {})
+        self.models_page_size = models_page_size
+        self.models_script = models_script
         self.url = ""
         self._book = _ScriptBook()
         self._lock = threading.Lock()
@@ -695,7 +711,7 @@ class FakeUpstream:
         elif method == "POST" and path.endswith("/v1/messages/count_tokens"):
             await link.send_json(200, {"input_tokens": len(request.body) // 4}, headers)
         elif method == "GET" and path.endswith("/v1/models"):
-            await link.send_json(200, self._models_body(), headers)
+            await self._list_models(link, request, headers)
         else:
             await link.send_json(404, error_body(404, self.dialect == "openai"), headers)
         return (request.header("connection") or "").lower() != "close"
@@ -705,10 +721,7 @@ class FakeUpstream:
     ) -> None:
         script = self._book.take(request.model)
         headers = [*headers, *script.headers.items()]
-        if script.reset_before_reply:
-            link.reset()
-        if script.hang:
-            await link.stall()
+        await self._connection_faults(link, script)
         streaming = isinstance(request.json, dict) and request.json.get("stream") is True
         if streaming and script.status is None:
             chunks, delays = self._stream_plan(request, script, openai)
@@ -719,10 +732,40 @@ class FakeUpstream:
         if script.status is None:
             await link.send_json(200, self._message_body(request, script, openai), headers)
         else:
-            body = script.error_body
-            if body is None:
-                body = error_body(script.status, openai)
-            await link.send_json(script.status, body, headers)
+            await self._send_error(link, script, script.status, openai, headers)
+
+    @staticmethod
+    async def _connection_faults(link: _Link, script: Script) -> None:
+        if script.reset_before_reply:
+            link.reset()
+        if script.hang:
+            await link.stall()
+
+    @staticmethod
+    async def _send_error(
+        link: _Link, script: Script, status: int, openai: bool, headers: list[tuple[str, str]]
+    ) -> None:
+        body = script.error_body if script.error_body is not None else error_body(status, openai)
+        await link.send_json(status, body, headers)
+
+    async def _list_models(
+        self, link: _Link, request: Received, headers: list[tuple[str, str]]
+    ) -> None:
+        script = self.models_script or Script()
+        headers = [*headers, *script.headers.items()]
+        await self._connection_faults(link, script)
+        if script.first_event_delay > 0:
+            await asyncio.sleep(script.first_event_delay)
+        openai = self.dialect == "openai"
+        if script.status is not None:
+            await self._send_error(link, script, script.status, openai, headers)
+            return
+        names = list(dict.fromkeys([*self.models, *self._book.models()]))
+        if openai:
+            await link.send_json(200, self._openai_models(names), headers)
+            return
+        status, body = self._anthropic_models_page(names, parse_qs(request.query))
+        await link.send_json(status, body, headers)
 
     def _stream_plan(
         self, request: Received, script: Script, openai: bool
@@ -748,14 +791,43 @@ class FakeUpstream:
         default = OPENAI_MESSAGE_FIXTURE if openai else ANTHROPIC_MESSAGE_FIXTURE
         return _fixture_bytes(self.fixtures_dir / (script.message_fixture or default))
 
-    def _models_body(self) -> dict[str, Any]:
-        names = list(dict.fromkeys([*self.models, *self._book.models()]))
-        if self.dialect == "openai":
-            data = [{"id": n, "object": "model", "created": 0, "owned_by": "fake"} for n in names]
-            return {"object": "list", "data": data}
+    def _openai_models(self, names: list[str]) -> dict[str, Any]:
+        data = [
+            {"id": n, "object": "model", "created": 0, "owned_by": "fake", **self._fields(n)}
+            for n in names
+        ]
+        return {"object": "list", "data": data}
+
+    def _anthropic_models_page(
+        self, names: list[str], query: Mapping[str, list[str]]
+    ) -> tuple[int, dict[str, Any]]:
+        """One page after ``after_id``, at most ``limit`` and ``models_page_size`` long."""
+        try:
+            limit = int(query.get("limit", [ANTHROPIC_MAX_PAGE])[0])
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= ANTHROPIC_MAX_PAGE:
+            return 400, self._bad_query(f"limit: must be from 1 to {ANTHROPIC_MAX_PAGE}")
+        limit = min(limit, self.models_page_size)
+        start = 0
+        if "after_id" in query:
+            after = query["after_id"][0]
+            if after not in names:
+                return 400, self._bad_query(f"after_id: unknown model {after!r}")
+            start = names.index(after) + 1
+        page = names[start : start + limit]
         created = "2025-01-01T00:00:00Z"
         models = [
-            {"type": "model", "id": n, "display_name": n, "created_at": created} for n in names
+            {"type": "model", "id": n, "display_name": n, "created_at": created, **self._fields(n)}
+            for n in page
         ]
-        first, last = (names[0], names[-1]) if names else (None, None)
-        return {"data": models, "has_more": False, "first_id": first, "last_id": last}
+        first, last = (page[0], page[-1]) if page else (None, None)
+        has_more = start + len(page) < len(names)
+        return 200, {"data": models, "has_more": has_more, "first_id": first, "last_id": last}
+
+    def _fields(self, name: str) -> dict[str, Any]:
+        return dict(self.model_fields.get(name, {}))
+
+    @staticmethod
+    def _bad_query(message: str) -> dict[str, Any]:
+        return {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
