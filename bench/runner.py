@@ -95,7 +95,12 @@ def _await_ready(proc: subprocess.Popen[str], time_limit: float) -> None:
 
 
 def _measure(
-    proc: subprocess.Popen[str], result: RunResult, target: Target, fake_pid: int, limit: float
+    proc: subprocess.Popen[str],
+    result: RunResult,
+    target: Target,
+    fake_pid: int,
+    limit: float,
+    settle: float = SETTLE,
 ) -> None:
     """Warm-up done: read the counters, let the measured phase go, read them again."""
     assert proc.stdin is not None and proc.stdout is not None
@@ -107,7 +112,7 @@ def _measure(
         proc.stdin.flush()
         result.load = json.loads(_read_line(proc.stdout, proc, limit + 30))
         done = Reading.take(pids, fake_pid)
-        time.sleep(SETTLE)
+        time.sleep(settle)
     result.window = done.at - before.at
     result.fake_cpu = done.fake - before.fake
     result.machine_cpu = done.machine - before.machine
@@ -124,8 +129,10 @@ def run_one(
     round_no: int,
     workdir: Path,
     time_limit: float,
+    settle: float = SETTLE,
 ) -> RunResult:
-    """Warm up, then measure; the load generator is stopped by PID whatever happens."""
+    """Warm up, then measure; the load generator is stopped by PID whatever happens.
+    `settle`: seconds after the measured phase counted into target_cpu (0: no wait)."""
     log_path = workdir / "load.log"
     with log_path.open("ab") as errors:
         proc = subprocess.Popen(
@@ -140,7 +147,7 @@ def run_one(
     result = RunResult(scenario.name, target.name, round_no, {})
     finished = False
     try:
-        _measure(proc, result, target, fake_pid, time_limit)
+        _measure(proc, result, target, fake_pid, time_limit, settle)
         finished = True
     finally:
         procs.stop(proc, patience=2.0 if finished else 0.0)
