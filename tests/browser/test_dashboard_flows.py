@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 from playwright.sync_api import Page, expect
 
@@ -17,6 +19,17 @@ def log_in(page: Page, proxy: LiveProxy, staff: tuple[str, str]) -> None:
     page.get_by_label("Password").fill(staff[1])
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name="Live overview")).to_be_visible()
+
+
+def wait_for_config(proxy: LiveProxy) -> None:
+    """The running proxy's once-a-second poll picks up the dashboard's changes."""
+    from gateway.models import ConfigVersion
+
+    wanted = ConfigVersion.current()
+    deadline = time.monotonic() + 3
+    while proxy.runtime.snapshot.version < wanted:
+        assert time.monotonic() < deadline, "the proxy did not reload within 3 s"
+        time.sleep(0.05)
 
 
 def test_wrong_password_is_refused(page: Page, proxy: LiveProxy, staff: tuple[str, str]) -> None:
@@ -53,3 +66,32 @@ def test_the_page_is_readable_on_a_phone(browser, proxy: LiveProxy, staff: tuple
         assert width <= 390, "nothing forces the phone to scroll sideways"
     finally:
         context.close()
+
+
+def test_create_a_provider_and_model_then_serve_traffic_through_it(
+    page: Page, proxy: LiveProxy, upstream: FakeUpstream, staff: tuple[str, str]
+) -> None:
+    log_in(page, proxy, staff)
+    page.get_by_role("link", name="Providers").click()
+    page.get_by_role("link", name="Add a provider").click()
+    page.get_by_label("Name").fill("browser-made")
+    page.get_by_label("Endpoint").fill(upstream.url)
+    page.get_by_label("API key").fill("sk-browser-canary-key-000111")
+    page.get_by_role("button", name="Save provider").click()
+    expect(page.get_by_text("browser-made").first).to_be_visible()
+    expect(page.locator("body")).not_to_contain_text("sk-browser-canary-key-000111")
+
+    page.get_by_role("link", name="Add a model").click()
+    page.get_by_label("Name").fill("made-in-browser")
+    page.get_by_label("Alias").fill("browser-*")
+    page.get_by_role("button", name="Save model").click()
+    expect(page.get_by_text("made-in-browser").first).to_be_visible()
+
+    key = builders.client_key()
+    wait_for_config(proxy)
+    body = {"model": "browser-1", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    response = httpx.post(f"{proxy.url}/v1/messages", json=body, headers={"x-api-key": key})
+    assert response.status_code == 200, response.text
+    sent = upstream.requests[-1]
+    assert sent.model == "made-in-browser"
+    assert sent.header("x-api-key") == "sk-browser-canary-key-000111"
