@@ -60,12 +60,20 @@ class Entry:
 
 
 def write_batch(entries: list[Entry]) -> None:
-    """Insert a batch of entries and their attempts (sync ORM, one transaction)."""
+    """Insert a batch of entries and their attempts, and move each key's `last_used_at`
+    forward in one UPDATE (sync ORM, one transaction)."""
     from django.db import transaction
+    from django.db.models import Case, Value, When
+    from django.db.models.functions import Coalesce, Greatest
 
-    from gateway.models import Attempt, RequestLog
+    from gateway.models import ApiKey, Attempt, RequestLog
 
     rows = [RequestLog(**_row_fields(entry)) for entry in entries]
+    last_used: dict[int, datetime] = {}
+    for entry in entries:
+        if entry.api_key_id is not None:
+            seen = last_used.get(entry.api_key_id, entry.created_at)
+            last_used[entry.api_key_id] = max(seen, entry.created_at)
     with transaction.atomic():
         RequestLog.objects.bulk_create(rows)
         Attempt.objects.bulk_create(
@@ -73,6 +81,12 @@ def write_batch(entries: list[Entry]) -> None:
             for row, entry in zip(rows, entries, strict=True)
             for attempt in entry.attempts
         )
+        if last_used:
+            # a slow request can land in a later batch than a newer one: never go back
+            batch = Case(*(When(pk=pk, then=Value(at)) for pk, at in last_used.items()))
+            ApiKey.objects.filter(pk__in=last_used).update(
+                last_used_at=Greatest(Coalesce("last_used_at", batch), batch)
+            )
 
 
 def _row_fields(entry: Entry) -> dict[str, Any]:

@@ -95,3 +95,39 @@ def test_create_a_provider_and_model_then_serve_traffic_through_it(
     sent = upstream.requests[-1]
     assert sent.model == "made-in-browser"
     assert sent.header("x-api-key") == "sk-browser-canary-key-000111"
+
+
+def test_create_a_key_see_it_once_use_it_and_find_the_request(
+    page: Page, proxy: LiveProxy, upstream: FakeUpstream, staff: tuple[str, str]
+) -> None:
+    builders.route(builders.provider("acme", upstream.url), "acme-model", alias="claude-*")
+    proxy.reload()
+    log_in(page, proxy, staff)
+    page.get_by_role("link", name="API keys").click()
+    page.get_by_label("Name", exact=True).fill("laptop")
+    page.get_by_role("button", name="Create key").click()
+    key = page.get_by_label("The new key").input_value()
+    assert key.startswith("sk-ap-")
+
+    page.reload()  # shown once: never again
+    expect(page.locator("body")).not_to_contain_text(key)
+    expect(page.get_by_text("laptop").first).to_be_visible()
+
+    wait_for_config(proxy)
+    page.get_by_role("link", name="Overview").click()
+    row = page.locator('tr[data-route="acme/acme-model"]')
+    expect(row.locator('td[data-col="rpm"]')).to_have_text("0")
+    body = {"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    assert httpx.post(f"{proxy.url}/v1/messages", json=body, headers={"x-api-key": key}).is_success
+    expect(row.locator('td[data-col="rpm"]')).to_have_text("1", timeout=5_000)
+
+    proxy.flush_logs()
+    page.get_by_role("link", name="Requests").click()
+    page.get_by_label("Requested model").fill("claude-x")
+    page.get_by_role("button", name="Search").click()
+    results = page.locator("tr[data-request]")
+    expect(results).to_have_count(1)
+    expect(results.first).to_contain_text("acme")
+    results.first.get_by_role("link").first.click()
+    expect(page.locator("body")).to_contain_text("acme-model")
+    expect(page.locator("body")).to_contain_text("Won")
