@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from gateway.capture import Capture
+
 log = logging.getLogger(__name__)
 
 
@@ -57,6 +59,7 @@ class Entry:
     user_agent: str = ""
     skipped: list[dict[str, str]] = field(default_factory=list)
     attempts: list[AttemptEntry] = field(default_factory=list)
+    capture: Capture | None = None  # headers and bodies, only when body logging is on
 
 
 def write_batch(entries: list[Entry]) -> None:
@@ -90,8 +93,12 @@ def write_batch(entries: list[Entry]) -> None:
 
 
 def _row_fields(entry: Entry) -> dict[str, Any]:
-    fields = {k: v for k, v in vars(entry).items() if k != "attempts"}
+    fields = {k: v for k, v in vars(entry).items() if k not in ("attempts", "capture")}
     fields["attempt_count"] = len(entry.attempts)
+    if entry.capture is not None:  # redacted and capped on the way out
+        bodies = entry.capture.as_record()
+        fields["request_body"] = bodies["request_body"] or ""
+        fields["response_body"] = bodies["response_body"] or ""
     fields["error_message"] = entry.error_message[:4000]
     fields["user_agent"] = entry.user_agent[:300]
     return fields

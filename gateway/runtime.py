@@ -19,8 +19,9 @@ from django.conf import settings
 from gateway.affinity import AffinityTable
 from gateway.health import CircuitPolicy, HealthRegistry, StateChange
 from gateway.health_sync import RedisCircuitSync, attach
+from gateway.jsonl import JsonlLog
 from gateway.logbook import Logbook
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, observe_entry
 from gateway.prometheus import PromMetrics
 from gateway.snapshot import Snapshot, SnapshotHolder
 from gateway.upstream import new_client
@@ -57,6 +58,7 @@ class Runtime:
         self.affinity = AffinityTable()
         self.metrics = Metrics()
         self.prometheus = PromMetrics(self.health)
+        self.jsonl: JsonlLog | None = None
         self.circuit_sync: RedisCircuitSync | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.client: aiohttp.ClientSession | None = None
@@ -67,6 +69,18 @@ class Runtime:
     @property
     def snapshot(self) -> Snapshot:
         return self.holder.current
+
+    @property
+    def capture_bodies(self) -> bool:
+        return bool(settings.LOG_BODIES or self.jsonl is not None)
+
+    def record(self, entry: Any) -> None:
+        """Everything that learns of a finished request: log, JSONL, live figures."""
+        self.logbook.record(entry)
+        if self.jsonl is not None:
+            self.jsonl.write(entry)
+        observe_entry(self.metrics, entry)
+        self.prometheus.observe(entry)
 
     @property
     def tps_threshold(self) -> float:
@@ -100,6 +114,9 @@ class Runtime:
             await loop.run_in_executor(self.db, self.holder.reload)
             self.client = new_client()
             self.logbook.start()
+            if settings.LOG_FILE:
+                self.jsonl = JsonlLog(settings.LOG_FILE, max_bytes=settings.LOG_FILE_MAX_BYTES)
+                self.jsonl.start()
             if settings.REDIS_URL:  # circuits shared by every worker and host
                 self.circuit_sync = RedisCircuitSync(self.health, settings.REDIS_URL)
                 attach(self.health, self.circuit_sync)
@@ -128,6 +145,8 @@ class Runtime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self.logbook.stop()
+        if self.jsonl is not None:
+            self.jsonl.stop()
         if self.circuit_sync is not None:
             await self.circuit_sync.stop()
         if self.client is not None:

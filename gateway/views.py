@@ -14,10 +14,10 @@ from django.conf import settings
 from gateway import auth, routing
 from gateway.affinity import session_of
 from gateway.app import Request, Send, send_error, send_response
+from gateway.capture import Capture
 from gateway.dispatch import AllFailed, ClientError, Committed, Context, ProxyRequest, run
 from gateway.health import HealthRegistry
 from gateway.logbook import AttemptEntry, Entry
-from gateway.metrics import observe_entry
 from gateway.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from gateway.runtime import Runtime
 from gateway.tokens import estimate_input_tokens
@@ -56,6 +56,8 @@ _AUTH_MESSAGE = "invalid x-api-key: send this proxy's key as x-api-key or Author
 async def messages(runtime: Runtime, request: Request, send: Send) -> None:
     """POST /v1/messages: the whole proxy path for one request."""
     entry = _new_entry(request)
+    if runtime.capture_bodies:
+        entry.capture = Capture.of_request(request.headers, request.body)
     started = time.monotonic()
     try:
         if not _authenticate(runtime, request, entry):
@@ -73,9 +75,7 @@ async def messages(runtime: Runtime, request: Request, send: Send) -> None:
         raise
     finally:
         entry.duration_ms = round((time.monotonic() - started) * 1000, 3)
-        runtime.logbook.record(entry)
-        observe_entry(runtime.metrics, entry)
-        runtime.prometheus.observe(entry)
+        runtime.record(entry)
 
 
 def _plan(runtime: Runtime, body: MessagesBody, session: str | None) -> routing.Plan:
@@ -195,6 +195,10 @@ async def _send_committed(outcome: Committed, req: ProxyRequest, entry: Entry, s
     entry.status = outcome.status
     entry.ttft_ms = round((time.monotonic() - req.started) * 1000, 3)
     relay = outcome.stream
+    capture = entry.capture
+    if capture is not None:
+        capture.response_headers = dict(outcome.headers)
+        capture.answer(outcome.head)
     if relay is None:
         await send_response(send, outcome.status, outcome.head, outcome.headers)
         _take_usage(entry, outcome, outcome.usage, None, None, req.started)
@@ -209,6 +213,8 @@ async def _send_committed(outcome: Committed, req: ProxyRequest, entry: Entry, s
     await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
     await send({"type": "http.response.body", "body": outcome.head, "more_body": True})
     async for data in relay.rest():
+        if capture is not None:
+            capture.answer(data)
         await send({"type": "http.response.body", "body": data, "more_body": True})
     await send({"type": "http.response.body", "body": b""})
     if relay.failure is not None:

@@ -74,6 +74,11 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 MAX_BODY_BYTES = envint("MAX_BODY_BYTES", 32 * 1024 * 1024)
 # `serve --tps-threshold N` (or TPS_THRESHOLD) overrides routing.tpsThreshold.
 TPS_THRESHOLD = float(os.environ["TPS_THRESHOLD"]) if os.environ.get("TPS_THRESHOLD") else None
+# Body logging: request and response bodies (redacted, capped) on each RequestLog row.
+LOG_BODIES = envbool("LOG_BODIES")
+# `serve --log-file PATH` (or LOG_FILE): every request as one JSON line, rotated by size.
+LOG_FILE = os.environ.get("LOG_FILE", "")
+LOG_FILE_MAX_BYTES = envint("LOG_FILE_MAX_BYTES", 100 * 1024 * 1024)
 # GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>` when this is set.
 METRICS_TOKEN = envsecret("METRICS_TOKEN") or ""
 # How often a process checks the ConfigVersion row for changes (seconds).

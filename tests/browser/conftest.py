@@ -23,8 +23,10 @@ ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """Per module: Playwright's sync API keeps an event loop running in the main thread
+    while it is open, which later tests' sync-to-async calls cannot share."""
     if not os.path.exists(CHROMIUM):
         skip_or_fail(f"Debian chromium at {CHROMIUM} (make test installs it)")
     from playwright.sync_api import sync_playwright
@@ -32,10 +34,13 @@ def browser() -> Iterator[object]:
     # Playwright's sync API keeps an event loop running in this thread; the tests' own ORM
     # calls are still plain synchronous ones (the documented workaround for Django).
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            yield chromium
+            chromium.close()
+    finally:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
 @pytest.fixture

@@ -29,10 +29,18 @@ class Command(BaseCommand):
             help="routes measured below this many output tokens/s go last "
             "(overrides routing.tpsThreshold; default 40)",
         )
+        parser.add_argument(
+            "--log-file",
+            default=None,
+            help="also write every request as one JSON line to this file (rotated by size; "
+            "secrets redacted, bodies capped)",
+        )
 
     def handle(self, *args: Any, host: str, port: int, server: str, **options: Any) -> None:
         if options.get("tps_threshold") is not None:
             settings.TPS_THRESHOLD = options["tps_threshold"]
+        if options.get("log_file"):
+            settings.LOG_FILE = options["log_file"]
         self.stdout.write(f"anthropic-proxy listening on http://{host}:{port} ({server})")
         if server == "daphne":
             from daphne.cli import CommandLineInterface
