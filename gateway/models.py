@@ -203,3 +203,29 @@ class Attempt(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.provider}/{self.model} {self.outcome}"
+
+
+class DailyRouteStats(models.Model):
+    """What retention keeps of pruned request-log rows: per day and route, the sums."""
+
+    day = models.DateField()
+    provider = models.CharField(max_length=100)
+    model = models.CharField(max_length=200)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cache_read_tokens = models.PositiveBigIntegerField(default=0)
+    cache_creation_tokens = models.PositiveBigIntegerField(default=0)
+    ttft_ms_sum = models.FloatField(default=0)
+    ttft_count = models.PositiveIntegerField(default=0)
+    duration_ms_sum = models.FloatField(default=0)
+
+    class Meta:
+        ordering = ["-day", "provider", "model"]
+        constraints = [
+            models.UniqueConstraint(fields=["day", "provider", "model"], name="one_row_per_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.provider}/{self.model}: {self.requests}"

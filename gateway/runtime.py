@@ -123,6 +123,7 @@ class Runtime:
                 await self.circuit_sync.start()
             poll = self.holder.poll_forever(settings.CONFIG_POLL_SECONDS, self.db)
             self._tasks.append(loop.create_task(poll, name="config-poll"))
+            self._tasks.append(loop.create_task(self._prune_daily(), name="retention"))
             self.started = True
             log.info("gateway ready: configuration version %s", self.snapshot.version)
 
@@ -132,6 +133,20 @@ class Runtime:
         if any(task.get_name() == name and not task.done() for task in self._tasks):
             return
         self._tasks.append(asyncio.get_running_loop().create_task(factory(), name=name))
+
+    async def _prune_daily(self) -> None:
+        """`serve` runs retention once a day (the first time an hour after start)."""
+        from gateway.retention import prune
+
+        delay = 3600.0
+        while True:
+            await asyncio.sleep(delay)
+            delay = 86400.0
+            try:
+                report = await asyncio.get_running_loop().run_in_executor(self.db, prune)
+                log.info("retention: deleted %d request-log rows", report.deleted)
+            except Exception:
+                log.exception("retention failed; trying again tomorrow")
 
     async def reload(self) -> None:
         """Rebuild the snapshot now (after an import, or from tests)."""
