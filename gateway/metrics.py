@@ -17,6 +17,7 @@ from typing import Any
 Key = tuple[str, str]
 MINUTES = 60
 SAMPLES_PER_BUCKET = 256  # TTFT/TPS samples kept per minute for the medians
+RECENT = 20  # finished requests kept for the terminal monitor's list
 
 
 @dataclass
@@ -73,6 +74,23 @@ class Metrics:
         self._clock = clock
         self._minutes = minutes
         self._routes: dict[Key, deque[Bucket]] = {}
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
+
+    def remember(self, entry: Any) -> None:
+        """Keep a small summary of a finished request (newest last)."""
+        self.recent.append(
+            {
+                "time": self._clock(),
+                "model": entry.upstream_model or entry.requested_model,
+                "requested_model": entry.requested_model,
+                "provider": entry.provider,
+                "status": entry.status,
+                "outcome": entry.outcome,
+                "ttft_ms": entry.ttft_ms,
+                "duration_ms": entry.duration_ms,
+                "output_tokens": entry.output_tokens,
+            }
+        )
 
     def _bucket(self, key: Key) -> Bucket:
         minute = int(self._clock() // 60)
@@ -184,3 +202,4 @@ def observe_entry(metrics: Metrics, entry: Any) -> None:
             input_tokens=entry.input_tokens if won else 0,
             output_tokens=entry.output_tokens if won else 0,
         )
+    metrics.remember(entry)

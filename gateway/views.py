@@ -350,6 +350,25 @@ async def health(runtime: Runtime, request: Request, send: Send) -> None:
     await send_response(send, 200, json.dumps(payload).encode())
 
 
+def _metrics_token_ok(request: Request) -> bool:
+    """True when METRICS_TOKEN is unset or sent as `Authorization: Bearer <token>`."""
+    token = settings.METRICS_TOKEN
+    if not token:
+        return True
+    sent = request.headers.get(b"authorization", b"").decode("latin-1")
+    return hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())
+
+
+async def live_json(runtime: Runtime, request: Request, send: Send) -> None:
+    """GET /live.json: what `manage.py monitor` shows; same token rule as /metrics."""
+    if not _metrics_token_ok(request):
+        await send_error(send, 401, "send the metrics token as Authorization: Bearer")
+        return
+    from gateway.live_feed import live_feed
+
+    await send_response(send, 200, json.dumps(live_feed(runtime)).encode())
+
+
 async def prometheus_metrics(runtime: Runtime, request: Request, send: Send) -> None:
     """GET /metrics: Prometheus text format; behind METRICS_TOKEN (a bearer token) if set."""
     token = settings.METRICS_TOKEN
@@ -374,5 +393,6 @@ ROUTES = {
     "/v1/models": {"GET": list_models},
     "/health": {"GET": health},
     "/metrics": {"GET": prometheus_metrics},
+    "/live.json": {"GET": live_json},
     "/": {"GET": root},
 }
