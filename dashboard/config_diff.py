@@ -12,7 +12,10 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from gateway import vault
+from gateway.auth import hash_key
 from gateway.config_file import (
+    HASH_PREFIX,
     MODEL_OPTION_FIELDS,
     PROVIDER_OPTION_FIELDS,
     RETRY_FIELDS,
@@ -295,3 +298,24 @@ def diff_configs(
             ]
         )
     )
+
+
+def _reveal(api_key: str) -> str:
+    """What a provider key stands for, so an exported token equals its literal key."""
+    if api_key.startswith(vault.ENCRYPTED_PREFIX):
+        try:
+            return vault.decrypt(api_key.removeprefix(vault.ENCRYPTED_PREFIX))
+        except vault.SecretError:
+            return api_key
+    return api_key
+
+
+def _key_identity(key: ClientKeySpec) -> str:
+    return HASH_PREFIX + hash_key(key.value) if key.kind == "literal" else key.value
+
+
+def diff_against_database(spec: ConfigSpec) -> ConfigDiff:
+    """`spec` compared with the configuration in the database (reads it: sync ORM)."""
+    from gateway.config_db import export_config
+
+    return diff_configs(export_config(), spec, reveal=_reveal, key_identity=_key_identity)

@@ -229,3 +229,32 @@ class DailyRouteStats(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.provider}/{self.model}: {self.requests}"
+
+
+class PendingConfig(models.Model):
+    """A changed config file seen by `serve --watch`, waiting for review in the dashboard.
+
+    Only the newest row matters. The YAML is kept encrypted with the data key, since a
+    config file may hold literal provider keys; `diff` holds the masked diff lines.
+    """
+
+    text_encrypted = models.TextField()
+    source = models.CharField(max_length=1000)
+    diff = models.JSONField(default=list, help_text="[{kind, subject, detail}], secrets masked")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.source} ({len(self.diff)} changes)"
+
+    @classmethod
+    def newest(cls) -> PendingConfig | None:
+        return cls.objects.order_by("-created_at", "-pk").first()
+
+    @property
+    def text(self) -> str:
+        from gateway import vault
+
+        return vault.decrypt(self.text_encrypted)

@@ -17,17 +17,12 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
 from dashboard.access import staff_required
-from dashboard.config_diff import ConfigDiff, diff_configs
+from dashboard.config_diff import diff_against_database
 from dashboard.forms import ConfigUploadForm
 from dashboard.nav import page_context
-from gateway import vault
-from gateway.auth import hash_key
 from gateway.config_db import ApplyReport, apply_config, export_config
 from gateway.config_file import (
-    HASH_PREFIX,
-    ClientKeySpec,
     ConfigError,
-    ParseResult,
     format_config,
     parse_config,
 )
@@ -35,24 +30,6 @@ from gateway.models import ConfigVersion, ModelRoute, Provider
 
 PENDING = "dashboard.config.pending"
 DOWNLOAD_NAME = "anthropic-proxy.yaml"
-
-
-def _reveal(api_key: str) -> str:
-    """What a provider key stands for, so an exported token equals its literal key."""
-    if api_key.startswith(vault.ENCRYPTED_PREFIX):
-        try:
-            return vault.decrypt(api_key.removeprefix(vault.ENCRYPTED_PREFIX))
-        except vault.SecretError:
-            return api_key
-    return api_key
-
-
-def _key_identity(key: ClientKeySpec) -> str:
-    return HASH_PREFIX + hash_key(key.value) if key.kind == "literal" else key.value
-
-
-def _diff(parsed: ParseResult) -> ConfigDiff:
-    return diff_configs(export_config(), parsed.spec, reveal=_reveal, key_identity=_key_identity)
 
 
 def _summary() -> dict[str, int]:
@@ -87,7 +64,7 @@ async def _preview(request: HttpRequest, text: str) -> HttpResponse:
         await request.session.apop(PENDING, None)
         return await _page(request, 400, config_error=exc)
     await request.session.aset(PENDING, text)
-    diff = await sync_to_async(_diff)(parsed)
+    diff = await sync_to_async(diff_against_database)(parsed.spec)
     context = page_context("config", diff=diff, warnings=parsed.warnings)
     return TemplateResponse(request, "dashboard/config_preview.html", context)
 
