@@ -52,6 +52,12 @@ class PromMetrics:
             [*route, "status", "outcome"],
             registry=self.registry,
         )
+        self.errors = Counter(
+            "anthropic_proxy_errors",
+            "Requests that ended in an error",
+            [*route, "error_type"],
+            registry=self.registry,
+        )
         self.attempts = Counter(
             "anthropic_proxy_attempts",
             "Attempts, by outcome",
@@ -90,6 +96,8 @@ class PromMetrics:
         """Count one finished request (an `logbook.Entry`)."""
         provider, model = entry.provider or "-", entry.upstream_model or "-"
         self.requests.labels(provider, model, str(entry.status), entry.outcome).inc()
+        if entry.outcome == "error":
+            self.errors.labels(provider, model, entry.error_type or "unknown").inc()
         for attempt in entry.attempts:
             self.attempts.labels(attempt.provider, attempt.model, attempt.outcome).inc()
         if entry.provider and len(entry.attempts) > 1:

@@ -59,6 +59,28 @@ def test_metrics_parse_and_count_a_failover(proxy: LiveProxy, upstream: FakeUpst
     )
 
 
+def test_errors_are_counted_by_type(proxy: LiveProxy, upstream: FakeUpstream) -> None:
+    builders.route(builders.provider("only", upstream.url), "model-a", alias="c*")
+    key = builders.client_key()
+    proxy.reload()
+    upstream.script("model-a", Script(status=529))
+    body = {"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    assert (
+        httpx.post(f"{proxy.url}/v1/messages", json=body, headers={"x-api-key": key}).status_code
+        == 529
+    )
+    got = samples(httpx.get(f"{proxy.url}/metrics").text)
+    assert (
+        got[
+            (
+                "anthropic_proxy_errors_total",
+                labels(provider="-", model="-", error_type="overloaded_error"),
+            )
+        ]
+        == 1
+    )
+
+
 def labels(**values: str) -> tuple:
     return tuple(sorted(values.items()))
 
