@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from gateway import vault
+from gateway import upstream, vault
 from gateway.body import replace_model
 from gateway.relay import AnthropicRelay, ConvertedRelay, Relay
 from gateway.snapshot import ProviderConf, RouteConf
@@ -25,7 +25,7 @@ from gateway.translate.anthropic_body import AnthropicOptions, adapt, filter_bet
 from gateway.translate.errors import anthropic_error_from_openai
 from gateway.translate.request import ConversionError, OpenAIOptions, to_openai_request
 from gateway.translate.response import to_anthropic_message
-from gateway.upstream import UpstreamError, anthropic_headers, join_url, parse_retry_after
+from gateway.upstream import UpstreamError, anthropic_headers, join_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,17 +182,11 @@ def non_stream_reply(body: bytes, req: ProxyRequest, route: RouteConf) -> tuple[
 
 
 def status_error(response: aiohttp.ClientResponse, body: bytes, route: RouteConf) -> UpstreamError:
-    """An upstream error status as an UpstreamError with an Anthropic-style message."""
+    """An upstream error status as an UpstreamError with an Anthropic-style message; an
+    OpenAI body is not kept (it must not go back to the client as is)."""
+    error = upstream.status_error(response, body)
     if route.provider.dialect == "openai":
         _, _, message = anthropic_error_from_openai(response.status, body)
-    else:
-        from gateway.translate.errors import upstream_error_message
-
-        message = upstream_error_message(body)
-    return UpstreamError(
-        "http_status",
-        message or response.reason or "",
-        status=response.status,
-        body=body if route.provider.dialect != "openai" else b"",
-        retry_after=parse_retry_after(response.headers.get("retry-after")),
-    )
+        error.message, error.body = message or error.message, b""
+        error.args = (error.message,)
+    return error
