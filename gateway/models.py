@@ -6,6 +6,8 @@ immutable in-memory table, and `logbook.py` writes the log in batches off the pa
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import models, transaction
 from django.utils import timezone
 
@@ -130,6 +132,26 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)" if self.prefix else self.name
+
+    @classmethod
+    def issue(
+        cls, name: str, source: str, expires_at: datetime | None = None
+    ) -> tuple[ApiKey, str]:
+        """A new key: only its hash and prefix are stored, and the configuration version
+        moves so running processes accept it within a second. Returns the plaintext once."""
+        from gateway.auth import display_prefix, hash_key, new_key
+
+        plaintext = new_key()
+        with transaction.atomic():
+            row = cls.objects.create(
+                name=name,
+                prefix=display_prefix(plaintext),
+                key_hash=hash_key(plaintext),
+                source=source,
+                expires_at=expires_at,
+            )
+            ConfigVersion.bump()
+        return row, plaintext
 
 
 class RequestLog(models.Model):

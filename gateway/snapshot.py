@@ -116,13 +116,8 @@ class Snapshot:
 
     def deadlines_for(self, route: RouteConf) -> Deadlines:
         """Global deadlines with the route's and its provider's overrides applied."""
-        merged = {**self.provider_overrides(route.provider), **route.options}
-        base = self.deadlines
-        return Deadlines(
-            connect=float(merged.get("connectTimeout", base.connect)),
-            first_token=float(merged.get("firstTokenTimeout", base.first_token)),
-            idle=float(merged.get("idleTimeout", base.idle)),
-            non_stream=float(merged.get("nonStreamTimeout", base.non_stream)),
+        return _deadlines(
+            {**self.provider_overrides(route.provider), **route.options}, self.deadlines
         )
 
     @staticmethod
@@ -130,13 +125,13 @@ class Snapshot:
         return {k: v for k, v in provider.options.items() if k == "connectTimeout"}
 
 
-def _deadlines(routing: Mapping[str, Any]) -> Deadlines:
-    base = Deadlines()
+def _deadlines(values: Mapping[str, Any], base: Deadlines = Deadlines()) -> Deadlines:
+    """`base` with the durations that `values` (camelCase, seconds) set."""
     return Deadlines(
-        connect=float(routing.get("connectTimeout", base.connect)),
-        first_token=float(routing.get("firstTokenTimeout", base.first_token)),
-        idle=float(routing.get("idleTimeout", base.idle)),
-        non_stream=float(routing.get("nonStreamTimeout", base.non_stream)),
+        connect=float(values.get("connectTimeout", base.connect)),
+        first_token=float(values.get("firstTokenTimeout", base.first_token)),
+        idle=float(values.get("idleTimeout", base.idle)),
+        non_stream=float(values.get("nonStreamTimeout", base.non_stream)),
     )
 
 

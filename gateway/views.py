@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import json
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,8 +54,18 @@ def _authenticate(runtime: Runtime, request: Request, entry: Entry) -> bool:
 _AUTH_MESSAGE = "invalid x-api-key: send this proxy's key as x-api-key or Authorization: Bearer"
 
 
-async def messages(runtime: Runtime, request: Request, send: Send) -> None:
-    """POST /v1/messages: the whole proxy path for one request."""
+Serve = Callable[[Runtime, Request, MessagesBody, Entry, Send], Awaitable[None]]
+
+
+async def _exchange(
+    runtime: Runtime,
+    request: Request,
+    send: Send,
+    parse: Callable[[bytes], MessagesBody],
+    serve: Serve,
+    record: Callable[[Entry], None],
+) -> None:
+    """Authenticate, validate, serve, and record the request however it ends."""
     entry = _new_entry(request)
     if runtime.capture_bodies:
         entry.capture = Capture.of_request(request.headers, request.body)
@@ -64,18 +75,23 @@ async def messages(runtime: Runtime, request: Request, send: Send) -> None:
             await _reject(entry, send, 401, _AUTH_MESSAGE)
             return
         try:
-            body = messages_body(request.body)
+            body = parse(request.body)
         except BadRequest as exc:
             await _reject(entry, send, exc.status, exc.message)
             return
-        await _proxy(runtime, request, body, entry, send)
+        await serve(runtime, request, body, entry, send)
     except asyncio.CancelledError:
         entry.outcome = "client_cancelled"
         entry.status = entry.status or 499
         raise
     finally:
         entry.duration_ms = round((time.monotonic() - started) * 1000, 3)
-        runtime.record(entry)
+        record(entry)
+
+
+async def messages(runtime: Runtime, request: Request, send: Send) -> None:
+    """POST /v1/messages: the whole proxy path for one request."""
+    await _exchange(runtime, request, send, messages_body, _proxy, runtime.record)
 
 
 def _plan(runtime: Runtime, body: MessagesBody, session: str | None) -> routing.Plan:
@@ -267,25 +283,9 @@ def all_failed_reply(
 
 
 async def count_tokens(runtime: Runtime, request: Request, send: Send) -> None:
-    """POST /v1/messages/count_tokens: ask an Anthropic-dialect provider, else estimate."""
-    entry = _new_entry(request)
-    started = time.monotonic()
-    try:
-        if not _authenticate(runtime, request, entry):
-            await _reject(entry, send, 401, _AUTH_MESSAGE)
-            return
-        try:
-            body = count_tokens_body(request.body)
-        except BadRequest as exc:
-            await _reject(entry, send, exc.status, exc.message)
-            return
-        await _count(runtime, request, body, entry, send)
-    except asyncio.CancelledError:
-        entry.outcome, entry.status = "client_cancelled", entry.status or 499
-        raise
-    finally:
-        entry.duration_ms = round((time.monotonic() - started) * 1000, 3)
-        runtime.logbook.record(entry)
+    """POST /v1/messages/count_tokens: ask an Anthropic-dialect provider, else estimate.
+    Logged, but kept out of the live traffic figures: it is not model traffic."""
+    await _exchange(runtime, request, send, count_tokens_body, _count, runtime.logbook.record)
 
 
 async def _count(

@@ -23,7 +23,6 @@ from django.views.decorators.http import require_POST
 from dashboard import queries
 from dashboard.access import staff_required
 from dashboard.nav import page_context
-from gateway.auth import display_prefix, hash_key, new_key
 from gateway.models import ApiKey, ConfigVersion
 
 
@@ -66,18 +65,7 @@ def _key_rows() -> list[dict[str, Any]]:
 
 
 def create_key(name: str, expires_at: datetime | None) -> tuple[ApiKey, str]:
-    """Store the hash and prefix of a fresh key, bump the config; returns the plaintext."""
-    plaintext = new_key()
-    with transaction.atomic():
-        key = ApiKey.objects.create(
-            name=name,
-            prefix=display_prefix(plaintext),
-            key_hash=hash_key(plaintext),
-            source=ApiKey.Source.ADMIN,
-            expires_at=expires_at,
-        )
-        ConfigVersion.bump()
-    return key, plaintext
+    return ApiKey.issue(name, ApiKey.Source.ADMIN, expires_at)
 
 
 def revoke_key(pk: int) -> bool:

@@ -6,27 +6,14 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
 from django.utils import timezone
 
-from gateway.auth import display_prefix, hash_key, new_key
-from gateway.models import ApiKey, ConfigVersion
+from gateway.models import ApiKey
 
 
 def create_cli_key(name: str, expires_days: int | None = None) -> tuple[ApiKey, str]:
-    """Store a new key's hash and prefix and bump the version; returns (row, plaintext)."""
-    key = new_key()
     expires_at = timezone.now() + timedelta(days=expires_days) if expires_days else None
-    with transaction.atomic():
-        row = ApiKey.objects.create(
-            name=name,
-            prefix=display_prefix(key),
-            key_hash=hash_key(key),
-            source=ApiKey.Source.CLI,
-            expires_at=expires_at,
-        )
-        ConfigVersion.bump()
-    return row, key
+    return ApiKey.issue(name, ApiKey.Source.CLI, expires_at)
 
 
 class Command(BaseCommand):
