@@ -121,6 +121,15 @@ class _Route:
     open_until: float | None = None
     probe_since: float | None = None  # when the half-open probe was admitted
     last_error: str | None = None
+    shared_tps: float | None = None  # other workers' measurements (health_sync)
+    shared_ttft_ms: float | None = None
+
+
+def _pooled(local: float | None, shared: float | None) -> float | None:
+    """This worker's figure and the other workers' one, averaged when there are both."""
+    if local is None or shared is None:
+        return local if shared is None else shared
+    return (local + shared) / 2
 
 
 def _ewma(current: float | None, sample: float, alpha: float) -> float:
@@ -152,8 +161,8 @@ class HealthRegistry:
         now = self._refresh(key, route)
         route.window.prune(now, self.policy.window)
         return HealthView(
-            tps=route.tps,
-            ttft_ms=route.ttft_ms,
+            tps=_pooled(route.tps, route.shared_tps),
+            ttft_ms=_pooled(route.ttft_ms, route.shared_ttft_ms),
             error_rate=route.window.rate,
             outcomes=route.window.total,
             consecutive_failures=route.consecutive_failures,
@@ -162,6 +171,21 @@ class HealthRegistry:
             open_until=route.open_until if route.state is CircuitState.OPEN else None,
             last_error=route.last_error,
         )
+
+    def local_figures(self) -> dict[Key, tuple[float | None, float | None]]:
+        """This worker's own TPS and TTFT per measured route, for sharing."""
+        return {
+            key: (route.tps, route.ttft_ms)
+            for key, route in self._routes.items()
+            if route.tps is not None or route.ttft_ms is not None
+        }
+
+    def share(self, figures: dict[Key, tuple[float | None, float | None]]) -> None:
+        """Other workers' pooled TPS and TTFT; routes not named have none any more."""
+        for key, route in self._routes.items():
+            route.shared_tps, route.shared_ttft_ms = figures.get(key, (None, None))
+        for key in figures.keys() - self._routes.keys():
+            self._route(key).shared_tps, self._route(key).shared_ttft_ms = figures[key]
 
     def snapshot(self) -> dict[Key, HealthView]:
         return {key: self.view(key) for key in list(self._routes)}

@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 MAX_PENDING = 1000  # queued outgoing changes; beyond it changes are dropped with a warning
 RECONNECT_MAX = 30.0  # seconds between attempts to resubscribe, at most
 STOP_FLUSH = 1.0  # seconds `stop()` waits for queued changes to reach Redis
+FIGURES_EVERY = 2.0  # seconds between exchanges of TPS/TTFT figures with other workers
+FIGURES_TTL = 15  # seconds a worker's figures outlive its last update (it may be gone)
+Pair = tuple[float | None, float | None]  # (TPS, TTFT ms) of one route
 
 
 @dataclass(frozen=True)
@@ -95,8 +98,10 @@ class RedisCircuitSync:
         *,
         prefix: str = "anthropic-proxy",
         instance: str | None = None,
+        figures_every: float = FIGURES_EVERY,
     ) -> None:
         self.registry = registry
+        self.figures_every = figures_every
         self.url = url
         self.prefix = prefix
         self.channel = f"{prefix}:circuit"
@@ -124,6 +129,7 @@ class RedisCircuitSync:
         self._tasks = [
             asyncio.create_task(self._listen_forever(), name="circuit-sync-listen"),
             asyncio.create_task(self._write_forever(), name="circuit-sync-write"),
+            asyncio.create_task(self._figures_forever(), name="health-figures-sync"),
         ]
 
     async def stop(self) -> None:
@@ -139,6 +145,37 @@ class RedisCircuitSync:
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
+
+    # -- measured figures ----------------------------------------------------------------
+
+    async def _figures_forever(self) -> None:
+        """Every few seconds: publish this worker's TPS/TTFT, read and pool the others'."""
+        while True:
+            await asyncio.sleep(self.figures_every)
+            try:
+                await self.exchange_figures()
+            except (RedisError, OSError) as exc:
+                log.debug("health figures not exchanged this time: %s", exc)
+
+    async def exchange_figures(self) -> None:
+        if self._redis is None:
+            return
+        mine = f"{self.prefix}:figures:{self.instance}"
+        local = self.registry.local_figures()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(mine)
+            if local:
+                pipe.hset(mine, mapping={json.dumps(k): json.dumps(v) for k, v in local.items()})
+                pipe.expire(mine, FIGURES_TTL)
+            await pipe.execute()
+        others: dict[Key, list[Pair]] = {}
+        async for name in self._redis.scan_iter(match=f"{_glob_escape(self.prefix)}:figures:*"):
+            if name.decode() == mine:
+                continue
+            for field, value in (await self._redis.hgetall(name)).items():
+                provider, model = json.loads(field)
+                others.setdefault((provider, model), []).append(tuple(json.loads(value)))
+        self.registry.share({key: _mean_pair(values) for key, values in others.items()})
 
     # -- outgoing ------------------------------------------------------------------------
 
@@ -247,6 +284,16 @@ class RedisCircuitSync:
                 self.registry.close(message.key, f"shared: {message.reason}")
         finally:
             self._applying = False
+
+
+def _mean_pair(
+    values: list[tuple[float | None, float | None]],
+) -> tuple[float | None, float | None]:
+    def mean(items: list[float | None]) -> float | None:
+        present = [v for v in items if v is not None]
+        return sum(present) / len(present) if present else None
+
+    return mean([v[0] for v in values]), mean([v[1] for v in values])
 
 
 def attach(registry: HealthRegistry, sync: RedisCircuitSync) -> None:

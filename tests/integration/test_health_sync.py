@@ -182,3 +182,33 @@ def test_messages_from_this_instance_are_ignored() -> None:
     assert registry.view(KEY).state is CircuitState.CLOSED
     sync.apply(CircuitMessage("open", *KEY, instance="other", reason="x", until_wall=until))
     assert registry.view(KEY).state is CircuitState.OPEN
+
+
+async def test_workers_pool_their_measured_tps_and_ttft() -> None:
+    """A worker that has not served a route yet routes by what the others measured."""
+    if not service_available("127.0.0.1", 6379):
+        skip_or_fail("Redis at 127.0.0.1:6379")
+    from gateway.health import HealthRegistry
+    from gateway.health_sync import RedisCircuitSync
+
+    prefix = f"ap-test-figures-{uuid.uuid4().hex[:8]}"
+    first, second = HealthRegistry(), HealthRegistry()
+    syncs = [
+        RedisCircuitSync(r, "redis://127.0.0.1:6379/15", prefix=prefix, figures_every=60)
+        for r in (first, second)
+    ]
+    for sync in syncs:
+        await sync.start()
+    try:
+        key = ("acme", "model-a")
+        first.success(key, ttft=0.4, output_tokens=100, generation_seconds=2.0)
+        assert second.view(key).tps is None
+        await syncs[0].exchange_figures()
+        await syncs[1].exchange_figures()
+        view = second.view(key)
+        assert (view.tps, view.ttft_ms) == (50.0, 400.0)
+        second.success(key, ttft=0.2, output_tokens=100, generation_seconds=1.0)
+        assert second.view(key).tps == (100.0 + 50.0) / 2, "its own and the others', pooled"
+    finally:
+        for sync in syncs:
+            await sync.stop()
