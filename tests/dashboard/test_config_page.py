@@ -15,31 +15,11 @@ from gateway import vault
 from gateway.config_db import apply_config, export_config
 from gateway.config_file import ConfigSpec, ModelSpec, ProviderSpec, parse_config
 from gateway.models import ConfigVersion, ModelRoute, Provider
+from tests.config_samples import CURRENT, NEW_SECRET, STORED_SECRET
 
-STORED_SECRET = "sk-acme-canary-5ecret"
 ROTATED_SECRET = "sk-acme-rotated-canary"
-NEW_SECRET = "sk-gamma-canary-5ecret"
 PASSWORD = "pw-tests-0nly"
 
-CURRENT = f"""
-providers:
-  acme:
-    type: anthropic
-    endpoint: https://acme.example
-    apiKey: {STORED_SECRET}
-  beta:
-    type: openai
-    endpoint: https://beta.example/v1
-    apiKey: env.BETA_KEY
-models:
-  - name: acme-large
-    provider: acme
-    alias: claude-*
-    context: 200000
-  - name: beta-small
-    provider: beta
-    alias: gpt-*
-"""
 
 UPLOAD = f"""
 providers:

@@ -17,29 +17,7 @@ from dashboard.watch import ConfigWatcher, review
 from gateway.config_db import apply_config, export_config
 from gateway.config_file import parse_config
 from gateway.models import ConfigVersion, PendingConfig, Provider
-
-STORED_SECRET = "sk-acme-canary-5ecret"
-NEW_SECRET = "sk-gamma-canary-5ecret"
-
-CURRENT = f"""
-providers:
-  acme:
-    type: anthropic
-    endpoint: https://acme.example
-    apiKey: {STORED_SECRET}
-  beta:
-    type: openai
-    endpoint: https://beta.example/v1
-    apiKey: env.BETA_KEY
-models:
-  - name: acme-large
-    provider: acme
-    alias: claude-*
-    context: 200000
-  - name: beta-small
-    provider: beta
-    alias: gpt-*
-"""
+from tests.config_samples import CURRENT, NEW_SECRET, STORED_SECRET
 
 CHANGED = f"""
 providers:
