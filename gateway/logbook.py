@@ -62,46 +62,155 @@ class Entry:
     capture: Capture | None = None  # headers and bodies, only when body logging is on
 
 
+# Column order of the raw INSERTs; every name is a field of the model (see _row_values).
+_LOG_COLUMNS = (
+    "created_at",
+    "api_key_id",
+    "api_key_name",
+    "path",
+    "requested_model",
+    "stream",
+    "provider",
+    "upstream_model",
+    "status",
+    "outcome",
+    "error_type",
+    "error_message",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_creation_tokens",
+    "ttft_ms",
+    "duration_ms",
+    "tps",
+    "attempt_count",
+    "user_agent",
+    "skipped",
+    "request_body",
+    "response_body",
+)
+_ATTEMPT_COLUMNS = (
+    "request_id",
+    "seq",
+    "provider",
+    "model",
+    "started_ms",
+    "ttft_ms",
+    "duration_ms",
+    "status",
+    "error_kind",
+    "error_message",
+    "outcome",
+)
+# Rows per multi-row INSERT: 24 parameters a row stays far below SQLite's and PostgreSQL's
+# limits on parameters per statement.
+_ROWS_PER_INSERT = 200
+
+
 def write_batch(entries: list[Entry]) -> None:
     """Insert a batch of entries and their attempts, and move each key's `last_used_at`
-    forward in one UPDATE (sync ORM, one transaction)."""
-    from django.db import transaction
-    from django.db.models import Case, Value, When
-    from django.db.models.functions import Coalesce, Greatest
+    forward in one UPDATE (one transaction, on the database thread).
 
-    from gateway.models import ApiKey, Attempt, RequestLog
+    Plain multi-row INSERTs rather than `bulk_create`: the ORM spent about 0.2 ms of CPU
+    per row preparing values field by field, in the same process as the proxy."""
+    from django.db import connection, transaction
 
-    rows = [RequestLog(**_row_fields(entry)) for entry in entries]
     last_used: dict[int, datetime] = {}
     for entry in entries:
         if entry.api_key_id is not None:
             seen = last_used.get(entry.api_key_id, entry.created_at)
             last_used[entry.api_key_id] = max(seen, entry.created_at)
-    with transaction.atomic():
-        RequestLog.objects.bulk_create(rows)
-        Attempt.objects.bulk_create(
-            Attempt(request_id=row.pk, **vars(attempt))
-            for row, entry in zip(rows, entries, strict=True)
-            for attempt in entry.attempts
-        )
-        if last_used:
-            # a slow request can land in a later batch than a newer one: never go back
-            batch = Case(*(When(pk=pk, then=Value(at)) for pk, at in last_used.items()))
-            ApiKey.objects.filter(pk__in=last_used).update(
-                last_used_at=Greatest(Coalesce("last_used_at", batch), batch)
-            )
+    ops = connection.ops
+    with transaction.atomic(), connection.cursor() as cursor:
+        for start in range(0, len(entries), _ROWS_PER_INSERT):
+            chunk = entries[start : start + _ROWS_PER_INSERT]
+            ids = _insert_returning_ids(cursor, [_row_values(e, ops) for e in chunk])
+            attempts = [
+                (request_id, *_attempt_values(attempt))
+                for request_id, entry in zip(ids, chunk, strict=True)
+                for attempt in entry.attempts
+            ]
+            if attempts:
+                columns = ", ".join(_ATTEMPT_COLUMNS)
+                marks = ", ".join(["%s"] * len(_ATTEMPT_COLUMNS))
+                sql = f"INSERT INTO gateway_attempt ({columns}) VALUES ({marks})"
+                cursor.executemany(sql, attempts)
+    if last_used:
+        _move_last_used(last_used)
 
 
-def _row_fields(entry: Entry) -> dict[str, Any]:
-    fields = {k: v for k, v in vars(entry).items() if k not in ("attempts", "capture")}
-    fields["attempt_count"] = len(entry.attempts)
+def _insert_returning_ids(cursor: Any, rows: list[tuple[Any, ...]]) -> list[int]:
+    """One multi-row INSERT; the new ids in row order (SQLite 3.35+ and PostgreSQL both
+    return them in the order of VALUES, which Django's bulk_create relies on as well)."""
+    marks = "(" + ", ".join(["%s"] * len(_LOG_COLUMNS)) + ")"
+    sql = (
+        f"INSERT INTO gateway_requestlog ({', '.join(_LOG_COLUMNS)}) "
+        f"VALUES {', '.join([marks] * len(rows))} RETURNING id"
+    )
+    cursor.execute(sql, [value for row in rows for value in row])
+    return [int(row[0]) for row in cursor.fetchall()]
+
+
+def _move_last_used(last_used: dict[int, datetime]) -> None:
+    """A slow request can land in a later batch than a newer one: never go back."""
+    from django.db.models import Case, Value, When
+    from django.db.models.functions import Coalesce, Greatest
+
+    from gateway.models import ApiKey
+
+    batch = Case(*(When(pk=pk, then=Value(at)) for pk, at in last_used.items()))
+    ApiKey.objects.filter(pk__in=last_used).update(
+        last_used_at=Greatest(Coalesce("last_used_at", batch), batch)
+    )
+
+
+def _row_values(entry: Entry, ops: Any) -> tuple[Any, ...]:
+    request_body = response_body = ""
     if entry.capture is not None:  # redacted and capped on the way out
         bodies = entry.capture.as_record()
-        fields["request_body"] = bodies["request_body"] or ""
-        fields["response_body"] = bodies["response_body"] or ""
-    fields["error_message"] = entry.error_message[:4000]
-    fields["user_agent"] = entry.user_agent[:300]
-    return fields
+        request_body = bodies["request_body"] or ""
+        response_body = bodies["response_body"] or ""
+    return (
+        ops.adapt_datetimefield_value(entry.created_at),
+        entry.api_key_id,
+        entry.api_key_name,
+        entry.path,
+        entry.requested_model,
+        entry.stream,
+        entry.provider,
+        entry.upstream_model,
+        entry.status,
+        entry.outcome,
+        entry.error_type,
+        entry.error_message[:4000],
+        entry.input_tokens,
+        entry.output_tokens,
+        entry.cache_read_tokens,
+        entry.cache_creation_tokens,
+        entry.ttft_ms,
+        entry.duration_ms,
+        entry.tps,
+        len(entry.attempts),
+        entry.user_agent[:300],
+        ops.adapt_json_value(entry.skipped, None),
+        request_body,
+        response_body,
+    )
+
+
+def _attempt_values(attempt: AttemptEntry) -> tuple[Any, ...]:
+    return (
+        attempt.seq,
+        attempt.provider,
+        attempt.model,
+        attempt.started_ms,
+        attempt.ttft_ms,
+        attempt.duration_ms,
+        attempt.status,
+        attempt.error_kind,
+        attempt.error_message,
+        attempt.outcome,
+    )
 
 
 class Logbook:

@@ -57,6 +57,26 @@ def test_entries_and_their_attempts_are_written_in_batches() -> None:
     assert list(row.attempts.values_list("seq", "outcome")) == [(1, "failed"), (2, "won")]
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_every_field_reads_back_as_it_was_recorded() -> None:
+    """The writer uses plain INSERTs: times, JSON, nulls and text must survive them."""
+    recorded = entry(3, attempts=1)
+    recorded.created_at = datetime(2026, 11, 26, 1, 2, 3, 456789, tzinfo=UTC)
+    recorded.skipped = [{"provider": "p", "model": "m", "reason": "circuit open"}]
+    recorded.error_message = "x" * 5000
+    recorded.user_agent = "claude-cli/2.0 ✓"
+    recorded.ttft_ms, recorded.tps, recorded.stream = None, 12.5, True
+    recorded.attempts[0].error_message = "reset ✓"
+    write_batch([recorded])
+    row = RequestLog.objects.get()
+    assert row.created_at == recorded.created_at
+    assert row.skipped == recorded.skipped
+    assert len(row.error_message) == 4000 and row.user_agent == "claude-cli/2.0 ✓"
+    assert (row.ttft_ms, row.tps, row.stream, row.attempt_count) == (None, 12.5, True, 1)
+    assert row.attempts.get().error_message == "reset ✓"
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_failing_database_write_is_retried_not_lost() -> None:
     calls = []
