@@ -15,7 +15,7 @@ import aiohttp
 
 from gateway.streamwatch import StreamWatch
 from gateway.translate.errors import error_event
-from gateway.translate.sse import SSEDecoder
+from gateway.translate.sse import SSEDecoder, parse_block
 from gateway.translate.stream import StreamConverter
 from gateway.upstream import UpstreamError, converted_errors
 
@@ -111,6 +111,22 @@ class Relay:
         close_response(self.response)
 
 
+_DELTA = b"event: content_block_delta\n"
+
+
+def _only_deltas(chunk: bytes) -> bool:
+    """True when `chunk` is whole `content_block_delta` events and nothing else: the
+    watch learns nothing from them but "output has begun". Any doubt (another event, a CR,
+    an event cut at the chunk's end, "event: " inside some text) answers False and the
+    chunk is parsed event by event."""
+    return (
+        chunk.startswith(_DELTA)
+        and chunk.endswith(b"\n\n")
+        and chunk.count(b"event: ") == chunk.count(_DELTA)
+        and b"\r" not in chunk
+    )
+
+
 class AnthropicRelay(Relay):
     """An Anthropic SSE stream relayed event by event without re-encoding."""
 
@@ -119,11 +135,20 @@ class AnthropicRelay(Relay):
         self.watch = StreamWatch()
 
     def _take(self, chunk: bytes) -> tuple[bytes, bool]:
+        if self._decoder.between_events and _only_deltas(chunk):
+            return chunk, True  # the bulk of every stream: passed on without parsing
         out = []
         content = False
-        for event in self._decoder.feed(chunk):
-            out.append(event.raw)
-            content = self.watch.observe(event) or content
+        for block in self._decoder.blocks(chunk):
+            if not block.strip(b"\n"):
+                continue
+            out.append(block + b"\n\n")  # comments (keep-alives) too, as they came
+            if block.startswith(_DELTA):
+                content = True  # output; nothing else in it matters to the watch
+                continue
+            event = parse_block(block)
+            if event is not None:
+                content = self.watch.observe(event) or content
         return b"".join(out), content
 
     def _upstream_error(self) -> str | None:

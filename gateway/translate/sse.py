@@ -24,7 +24,8 @@ class Event:
         return json.loads(self.data)
 
 
-def _parse_block(block: bytes) -> Event | None:
+def parse_block(block: bytes) -> Event | None:
+    """One event from its raw block (without the blank line); None for comments only."""
     name = "message"
     data_lines: list[str] = []
     for line in block.decode("utf-8", "replace").split("\n"):
@@ -60,20 +61,17 @@ class SSEDecoder:
             chunk = chunk[:-1]
         return chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
 
-    def feed(self, chunk: bytes) -> list[Event]:
+    def blocks(self, chunk: bytes) -> list[bytes]:
+        """The events completed by `chunk`, as raw blocks without their blank line (for
+        callers that parse only some of them; see `parse_block`)."""
         buffer = self._buffer + self._normalise(chunk)
-        events: list[Event] = []
-        start = 0
-        while True:
-            end = buffer.find(b"\n\n", start)
-            if end < 0:
-                break
-            event = _parse_block(buffer[start:end])
-            if event is not None:
-                events.append(event)
-            start = end + 2
-        self._buffer = buffer[start:]
-        return events
+        blocks = buffer.split(b"\n\n")
+        self._buffer = blocks.pop()
+        return blocks
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        events = (parse_block(block) for block in self.blocks(chunk))
+        return [event for event in events if event is not None]
 
     def close(self) -> list[Event]:
         """Flush a final event that was not followed by a blank line."""
@@ -82,12 +80,13 @@ class SSEDecoder:
         self._buffer = b""
         if not rest:
             return []
-        event = _parse_block(rest)
+        event = parse_block(rest)
         return [event] if event is not None else []
 
     @property
-    def pending(self) -> bytes:
-        return self._buffer
+    def between_events(self) -> bool:
+        """True when no event has begun: the next chunk starts a new one."""
+        return not self._buffer and not self._pending_cr
 
 
 def encode(name: str, data: Any) -> bytes:
