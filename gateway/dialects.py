@@ -7,7 +7,6 @@ their answers are converted back.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from gateway import upstream, vault
+from gateway import fastjson, upstream, vault
 from gateway.body import replace_model
 from gateway.relay import AnthropicRelay, ConvertedRelay, Relay
 from gateway.snapshot import ProviderConf, RouteConf
@@ -71,7 +70,7 @@ def anthropic_body(req: ProxyRequest, route: RouteConf) -> bytes:
     if adapted is None:
         return replace_model(req.body, req.model, route.name)
     adapted["model"] = route.name
-    return json.dumps(adapted, ensure_ascii=False, separators=(",", ":")).encode()
+    return fastjson.dumps(adapted)
 
 
 def anthropic_request_headers(req: ProxyRequest, provider: ProviderConf) -> dict[str, str]:
@@ -116,7 +115,7 @@ def openai_body(req: ProxyRequest, route: RouteConf) -> bytes:
         )
     except ConversionError as exc:
         raise UpstreamError("unsupported", str(exc)) from exc
-    return json.dumps(converted, ensure_ascii=False, separators=(",", ":")).encode()
+    return fastjson.dumps(converted)
 
 
 def openai_request_headers(provider: ProviderConf) -> dict[str, str]:
@@ -164,7 +163,7 @@ def relay_for(response: aiohttp.ClientResponse, req: ProxyRequest, route: RouteC
 def non_stream_reply(body: bytes, req: ProxyRequest, route: RouteConf) -> tuple[bytes, Any]:
     """The client's JSON body and its usage, from a complete upstream body."""
     try:
-        parsed = json.loads(body)
+        parsed = fastjson.loads(body)
     except ValueError as exc:
         raise UpstreamError("protocol", "the provider's answer is not JSON") from exc
     if not isinstance(parsed, dict):
@@ -178,7 +177,7 @@ def non_stream_reply(body: bytes, req: ProxyRequest, route: RouteConf) -> tuple[
     )
     usage = Usage()
     usage.update(message.get("usage") or {})
-    return json.dumps(message, ensure_ascii=False).encode(), usage
+    return fastjson.dumps(message), usage
 
 
 def status_error(response: aiohttp.ClientResponse, body: bytes, route: RouteConf) -> UpstreamError:

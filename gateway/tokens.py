@@ -9,8 +9,9 @@ prose, so large tool lists are counted from their JSON text, which errs high.
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from gateway import fastjson
 
 CHARS_PER_TOKEN = 4
 PER_MESSAGE = 2
@@ -20,7 +21,7 @@ IMAGE_TOKENS = 1600
 def _chars(value: Any) -> int:
     if isinstance(value, str):
         return len(value)
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+    return len(fastjson.dumps(value).decode())
 
 
 def _block_chars(block: Any) -> tuple[int, int]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+from gateway import fastjson
 
 
 class BadRequest(Exception):
@@ -25,7 +26,7 @@ def _load(body: bytes) -> dict[str, Any]:
     if not body.strip():
         raise BadRequest("the request body is empty; expected a JSON object")
     try:
-        payload = json.loads(body)
+        payload = fastjson.loads(body)
     except UnicodeDecodeError as exc:
         raise BadRequest("the request body is not valid UTF-8") from exc
     except ValueError as exc:

@@ -24,10 +24,10 @@ Policy:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gateway import fastjson
 from gateway.translate.errors import error_event, openai_stream_error
 from gateway.translate.response import (
     anthropic_stop,
@@ -211,6 +211,6 @@ class StreamConverter:
 
 def _loads(data: str, *, default: Any) -> Any:
     try:
-        return json.loads(data)
+        return fastjson.loads(data)
     except ValueError:
         return default
