@@ -8,7 +8,9 @@ in one transaction on the database thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -113,15 +115,28 @@ def write_batch(entries: list[Entry]) -> None:
 
     Plain multi-row INSERTs rather than `bulk_create`: the ORM spent about 0.2 ms of CPU
     per row preparing values field by field, in the same process as the proxy."""
-    from django.db import connection, transaction
+    from django.db import InterfaceError, OperationalError, connection, transaction
 
     last_used: dict[int, datetime] = {}
     for entry in entries:
         if entry.api_key_id is not None:
             seen = last_used.get(entry.api_key_id, entry.created_at)
             last_used[entry.api_key_id] = max(seen, entry.created_at)
+    try:
+        with transaction.atomic():
+            _insert(connection, entries)
+            if last_used:
+                _move_last_used(last_used)
+    except (OperationalError, InterfaceError):
+        # The server may have gone away or restarted: the next try opens a new connection.
+        with contextlib.suppress(Exception):
+            connection.close()
+        raise
+
+
+def _insert(connection: Any, entries: list[Entry]) -> None:
     ops = connection.ops
-    with transaction.atomic(), connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         for start in range(0, len(entries), _ROWS_PER_INSERT):
             chunk = entries[start : start + _ROWS_PER_INSERT]
             ids = _insert_returning_ids(cursor, [_row_values(e, ops) for e in chunk])
@@ -135,8 +150,6 @@ def write_batch(entries: list[Entry]) -> None:
                 marks = ", ".join(["%s"] * len(_ATTEMPT_COLUMNS))
                 sql = f"INSERT INTO gateway_attempt ({columns}) VALUES ({marks})"
                 cursor.executemany(sql, attempts)
-    if last_used:
-        _move_last_used(last_used)
 
 
 def _insert_returning_ids(cursor: Any, rows: list[tuple[Any, ...]]) -> list[int]:
@@ -213,8 +226,28 @@ def _attempt_values(attempt: AttemptEntry) -> tuple[Any, ...]:
     )
 
 
+RETRY_FIRST = 0.5  # seconds before the first retry of a batch; doubled up to RETRY_MAX
+RETRY_MAX = 5.0
+COMPLAIN_EVERY = 30.0  # seconds between repeated log lines about the same trouble
+
+
+def _refused(exc: BaseException) -> bool:
+    """The database answered and said no to these rows (retrying the same rows cannot
+    help); anything else (connection lost, server restarting, locked) is worth retrying."""
+    from django.db import DataError, IntegrityError
+
+    return isinstance(exc, DataError | IntegrityError)
+
+
 class Logbook:
-    """Owns the queue and the writer task; `record` never blocks and never fails."""
+    """Owns the queue and the writer task; `record` never blocks and never fails.
+
+    Durability: a batch that cannot be written (database down, restarting, locked) is
+    retried with backoff until it is, while new entries wait in the bounded queue; only
+    entries that find the queue full are dropped, and rows the database refuses outright
+    are isolated by halving the batch so that one bad row costs only itself. Both are
+    counted (`dropped`, `rejected`), logged and shown on the dashboard and /metrics.
+    """
 
     def __init__(
         self,
@@ -224,22 +257,64 @@ class Logbook:
         batch_size: int = 500,
         interval: float = 0.25,
         writer: Any = write_batch,
+        clock: Any = time.monotonic,
+        retry: tuple[float, float] = (RETRY_FIRST, RETRY_MAX),
     ) -> None:
         self._executor = executor
         self._queue: asyncio.Queue[Entry] = asyncio.Queue(maxsize=capacity)
+        self.capacity = capacity
         self._batch_size = batch_size
         self._interval = interval
         self._writer = writer
+        self._clock = clock
+        self._retry = retry
         self._task: asyncio.Task[None] | None = None
-        self.dropped = 0
+        self._in_hand = 0  # entries taken from the queue and not yet written
+        self.dropped = 0  # found the queue full
+        self.rejected = 0  # refused by the database
         self.written = 0
+        self.failing_since: float | None = None  # monotonic time of the first failure
+        self.last_error = ""
+        self._complained_at = -COMPLAIN_EVERY
 
     def record(self, entry: Entry) -> None:
         try:
             self._queue.put_nowait(entry)
         except asyncio.QueueFull:
             self.dropped += 1
-            log.error("request log queue full: dropped an entry (%d so far)", self.dropped)
+            if self._may_complain():
+                log.error(
+                    "request log queue full (%d entries): %d dropped so far",
+                    self.capacity,
+                    self.dropped,
+                )
+
+    @property
+    def waiting(self) -> int:
+        """Entries recorded and not yet written."""
+        return self._queue.qsize() + self._in_hand
+
+    def status(self) -> dict[str, Any]:
+        """What the dashboard and /metrics show about the writer."""
+        failing_for = None
+        if self.failing_since is not None:
+            failing_for = round(self._clock() - self.failing_since, 1)
+        return {
+            "waiting": self.waiting,
+            "capacity": self.capacity,
+            "written": self.written,
+            "dropped": self.dropped,
+            "rejected": self.rejected,
+            "failing_for_seconds": failing_for,
+            "last_error": self.last_error,
+        }
+
+    def _may_complain(self) -> bool:
+        now = self._clock()
+        if now - self._complained_at < COMPLAIN_EVERY:
+            return False
+        self._complained_at = now
+        return True
 
     def start(self) -> None:
         if self._task is None:
@@ -263,25 +338,72 @@ class Logbook:
         return batch
 
     async def _write(self, batch: list[Entry]) -> None:
+        """Write `batch`, however long the database takes to come back."""
         loop = asyncio.get_running_loop()
-        for delay in (0.0, 0.5, 2.0, 5.0):
-            await asyncio.sleep(delay)
+        delay, longest = self._retry
+        while True:
             try:
                 await loop.run_in_executor(self._executor, self._writer, batch)
-            except Exception:
-                log.exception("writing %d request log rows failed; will retry", len(batch))
+            except Exception as exc:
+                if _refused(exc):
+                    await self._write_apart(batch, exc)
+                    return
+                self._failed(exc, len(batch))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, longest)
                 continue
             self.written += len(batch)
+            self._recovered()
             return
-        self.dropped += len(batch)
-        log.error("gave up on %d request log rows after retries", len(batch))
+
+    async def _write_apart(self, batch: list[Entry], exc: BaseException) -> None:
+        if len(batch) == 1:
+            entry = batch[0]
+            if entry.api_key_id is not None:  # the key was deleted since: keep the row
+                entry.api_key_id = None
+                await self._write(batch)
+                return
+            self.rejected += 1
+            log.error(
+                "the database refused a request log row (%s %s at %s): %s",
+                entry.path,
+                entry.requested_model,
+                entry.created_at.isoformat(),
+                exc,
+            )
+            return
+        half = len(batch) // 2
+        await self._write(batch[:half])
+        await self._write(batch[half:])
+
+    def _failed(self, exc: BaseException, rows: int) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        first = self.failing_since is None
+        if first:
+            self.failing_since = self._clock()
+        if first or self._may_complain():
+            log.error(
+                "writing %d request log rows failed (%s); retrying, %d entries waiting",
+                rows,
+                self.last_error,
+                self.waiting,
+            )
+
+    def _recovered(self) -> None:
+        if self.failing_since is not None:
+            log.warning(
+                "request log writes recovered after %.1f s", self._clock() - self.failing_since
+            )
+        self.failing_since = None
 
     async def _run(self) -> None:
         while True:
             batch = await self._take_batch()
+            self._in_hand = len(batch)
             try:
                 await self._write(batch)
             finally:
+                self._in_hand = 0
                 for _ in batch:
                     self._queue.task_done()
 
@@ -289,12 +411,16 @@ class Logbook:
         """Wait until everything recorded so far is written (tests, shutdown)."""
         await self._queue.join()
 
-    async def stop(self) -> None:
+    async def stop(self, drain_seconds: float = 10.0) -> None:
+        """Write what is waiting, for up to `drain_seconds`; what is left is counted as
+        dropped and said in the log."""
         if self._task is None:
             return
         try:
-            await asyncio.wait_for(self.flush(), timeout=10)
+            await asyncio.wait_for(self.flush(), timeout=drain_seconds)
         except TimeoutError:
-            log.error("request log: %d entries not written at shutdown", self._queue.qsize())
+            left = self.waiting
+            self.dropped += left
+            log.error("request log: %d entries not written at shutdown (%s)", left, self.last_error)
         self._task.cancel()
         self._task = None

@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connections
+from django.db import OperationalError, connections
 
 from gateway.logbook import AttemptEntry, Entry, Logbook, write_batch
-from gateway.models import Attempt, RequestLog
+from gateway.models import ApiKey, Attempt, RequestLog
 
 
 def entry(n: int, attempts: int = 2) -> Entry:
@@ -100,3 +100,83 @@ def test_record_never_blocks_when_the_queue_is_full() -> None:
         return book
 
     assert asyncio.run(scenario()).dropped == 2
+
+
+FAST_RETRY = (0.01, 0.05)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_that_stays_away_is_waited_for_not_given_up_on() -> None:
+    """Eight failed tries (the old writer gave up after four): every row still lands,
+    and while it failed the writer said so."""
+    failures: list[float | None] = []
+    book_ref: list[Logbook] = []
+
+    def away_for_a_while(batch: list[Entry]) -> None:
+        if len(failures) < 8:
+            failures.append(book_ref[0].status()["failing_for_seconds"] if book_ref else None)
+            raise OperationalError("connection refused")
+        write_batch(batch)
+
+    async def scenario() -> Logbook:
+        executor = ThreadPoolExecutor(max_workers=1)
+        book = Logbook(executor, writer=away_for_a_while, retry=FAST_RETRY)
+        book_ref.append(book)
+        book.start()
+        for n in range(5):
+            book.record(entry(n))
+        await book.stop()
+        executor.submit(connections.close_all).result()
+        executor.shutdown()
+        return book
+
+    book = asyncio.run(scenario())
+    assert (book.written, book.dropped, book.rejected) == (5, 0, 0)
+    assert RequestLog.objects.count() == 5
+    assert failures[-1] is not None and failures[-1] >= 0  # "failing for N s" while away
+    assert book.status()["failing_for_seconds"] is None  # and recovered after
+    assert "connection refused" in book.status()["last_error"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_row_the_database_refuses_costs_only_itself() -> None:
+    entries = [entry(n) for n in range(10)]
+    entries[6].status = -1  # breaks the column's CHECK (status >= 0)
+    book = asyncio.run(run_logbook(entries, retry=FAST_RETRY))
+    assert (book.written, book.rejected, book.dropped) == (9, 1, 0)
+    assert RequestLog.objects.count() == 9
+    assert not RequestLog.objects.filter(requested_model="model-6").exists()
+    assert Attempt.objects.count() == 18  # the refused row's attempts went with it
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_row_whose_key_was_deleted_meanwhile_is_kept_without_the_link() -> None:
+    key, _ = ApiKey.issue("gone soon", source="dashboard")
+    recorded = entry(1)
+    recorded.api_key_id, recorded.api_key_name = key.pk, key.name
+    key.delete()
+    book = asyncio.run(run_logbook([recorded], retry=FAST_RETRY))
+    assert (book.written, book.rejected) == (1, 0)
+    row = RequestLog.objects.get()
+    assert (row.api_key_id, row.api_key_name) == (None, "gone soon")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_entries_left_at_shutdown_are_counted_and_said(caplog: pytest.LogCaptureFixture) -> None:
+    def down(batch: list[Entry]) -> None:
+        raise OperationalError("the database is down")
+
+    async def scenario() -> Logbook:
+        book = Logbook(ThreadPoolExecutor(max_workers=1), writer=down, retry=FAST_RETRY)
+        book.start()
+        for n in range(3):
+            book.record(entry(n))
+        await asyncio.sleep(0.05)
+        await book.stop(drain_seconds=0.2)
+        return book
+
+    book = asyncio.run(scenario())
+    assert (book.written, book.dropped) == (0, 3)
+    assert "3 entries not written at shutdown" in caplog.text
