@@ -154,10 +154,16 @@ class GatewayApp:
         try:
             body = b""
             if method == "POST":
-                body = await read_body(receive, headers, settings.MAX_BODY_BYTES)
+                async with asyncio.timeout(settings.CLIENT_BODY_TIMEOUT):
+                    body = await read_body(receive, headers, settings.MAX_BODY_BYTES)
         except BodyTooLarge:
             limit = settings.MAX_BODY_BYTES
             await send_error(send, 413, f"request body is larger than {limit} bytes")
+            return
+        except TimeoutError:
+            seconds = f"{settings.CLIENT_BODY_TIMEOUT:g}"
+            message = f"the request body did not arrive within {seconds} s"
+            await send_error(send, 408, message, {"connection": "close"})
             return
         except ClientGone:
             return

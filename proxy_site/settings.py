@@ -72,6 +72,12 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 
 # Largest request body /v1 accepts; larger bodies get 413 request_too_large.
 MAX_BODY_BYTES = envint("MAX_BODY_BYTES", 32 * 1024 * 1024)
+# The request line and headers together (431 beyond); the time allowed for them to arrive
+# after the connection opens or the previous request ends, and for the body after them
+# (408 beyond; slow clients must not hold a connection and a task for ever).
+MAX_HEADER_BYTES = envint("MAX_HEADER_BYTES", 64 * 1024)
+CLIENT_HEADER_TIMEOUT = float(os.environ.get("CLIENT_HEADER_TIMEOUT", "30"))
+CLIENT_BODY_TIMEOUT = float(os.environ.get("CLIENT_BODY_TIMEOUT", "60"))
 # `serve --tps-threshold N` (or TPS_THRESHOLD) overrides routing.tpsThreshold.
 TPS_THRESHOLD = float(os.environ["TPS_THRESHOLD"]) if os.environ.get("TPS_THRESHOLD") else None
 # Body logging: request and response bodies (redacted, capped) on each RequestLog row.

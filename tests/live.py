@@ -10,6 +10,7 @@ from typing import Any
 
 import uvicorn
 
+from gateway.http_protocol import GatewayHttpProtocol
 from gateway.runtime import Runtime
 
 
@@ -34,7 +35,7 @@ class LiveProxy:
             host="127.0.0.1",
             port=self.port,
             loop="asyncio",
-            http="httptools",
+            http=GatewayHttpProtocol,
             lifespan="on",
             log_level="warning",
         )
