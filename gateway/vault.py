@@ -1,38 +1,97 @@
-"""Provider secrets at rest: literal keys are encrypted with a key kept in DATA_DIR.
+"""Provider secrets at rest: literal keys are encrypted with a data key kept in DATA_DIR.
 
 `env.NAME` references are never stored encrypted; they are resolved when a request is
 sent, so rotating a key in the environment needs no import. The data key can be given as
-`PROXY_SECRETS_KEY` (several hosts must share it) or is generated once into DATA_DIR.
+`PROXY_SECRETS_KEY` (several hosts must share it) or is generated once into
+DATA_DIR/secrets.key.
+
+Rotation (`manage.py rotate_secrets_key`): either source may hold several keys, newest
+first (one per line in the file; comma-separated in the variable). The newest encrypts,
+all of them decrypt, and the command re-encrypts every stored secret with the newest
+before the older ones are dropped. The file is read again whenever it changes, so running
+processes follow a rotation made by the command.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from functools import cache
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 
 ENV_PREFIX = "env."
 ENCRYPTED_PREFIX = "encrypted:"
+ENV_KEYS = "PROXY_SECRETS_KEY"
 
 
 class SecretError(ValueError):
     """A stored or supplied secret cannot be read (wrong data key, bad token)."""
 
 
-@cache
-def _fernet() -> Fernet:
-    key = os.environ.get("PROXY_SECRETS_KEY", "").strip()
-    if not key:
-        key_file = Path(settings.DATA_DIR) / "secrets.key"
-        if not key_file.exists():
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(Fernet.generate_key())
-        key = key_file.read_text().strip()
-    return Fernet(key.encode())
+def key_file() -> Path:
+    return Path(settings.DATA_DIR) / "secrets.key"
+
+
+def keys_from_env() -> list[str]:
+    raw = os.environ.get(ENV_KEYS, "")
+    return [part.strip() for part in raw.replace("\n", ",").split(",") if part.strip()]
+
+
+def _create_key_file(path: Path) -> None:
+    """Generate the first data key, whole or not at all (workers may race to do it)."""
+    draft = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(Fernet.generate_key().decode() + "\n")
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.link(draft, path)
+    finally:
+        draft.unlink()
+
+
+def write_key_file(keys: list[str]) -> None:
+    """Replace the key file atomically (newest key first), readable by its owner only."""
+    path = key_file()
+    draft = path.with_name(f".{path.name}.new.{os.getpid()}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("".join(f"{key}\n" for key in keys))
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(draft, path)
+    _cache.clear()
+
+
+def file_keys() -> list[str]:
+    path = key_file()
+    if not path.exists():
+        _create_key_file(path)
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+_cache: dict[object, MultiFernet] = {}
+
+
+def _fernet() -> MultiFernet:
+    env_keys = keys_from_env()
+    if env_keys:
+        stamp: object = ("env", tuple(env_keys))
+    else:
+        path = key_file()
+        if not path.exists():
+            _create_key_file(path)
+        info = path.stat()
+        stamp = ("file", info.st_mtime_ns, info.st_size, info.st_ino)
+    found = _cache.get(stamp)
+    if found is None:
+        keys = env_keys or file_keys()
+        found = MultiFernet([Fernet(key.encode()) for key in keys])
+        _cache.clear()
+        _cache[stamp] = found
+    return found
 
 
 def encrypt(plaintext: str) -> str:
@@ -42,6 +101,14 @@ def encrypt(plaintext: str) -> str:
 def decrypt(token: str) -> str:
     try:
         return _fernet().decrypt(token.encode()).decode()
+    except (InvalidToken, ValueError) as exc:
+        raise SecretError("cannot decrypt a stored secret with this data key") from exc
+
+
+def reencrypt(token: str) -> str:
+    """`token` encrypted with the newest data key (any known key may have made it)."""
+    try:
+        return _fernet().rotate(token.encode()).decode()
     except (InvalidToken, ValueError) as exc:
         raise SecretError("cannot decrypt a stored secret with this data key") from exc
 
