@@ -1,13 +1,20 @@
 """Once a second, render the live overview once and push it to every open dashboard.
 
 One render per tick whatever the number of viewers, and no database query: the figures
-come from this process's in-memory metrics and health registry.
+come from the in-memory metrics and health registry, with every other process's figures
+pooled through Redis (gateway/live_share.py) when REDIS_URL is set.
+
+The group is this process's own: with the Redis channel layer a shared group would have
+every process's broadcaster push the same merged overview to every viewer, N times a
+second; this way each viewer hears only the process its websocket is connected to.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import uuid
 from typing import Any
 
 from django.template.loader import render_to_string
@@ -15,7 +22,7 @@ from django.template.loader import render_to_string
 from dashboard.live import overview
 from gateway.runtime import Runtime
 
-GROUP = "dashboard-live"
+GROUP = f"dashboard-live-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 INTERVAL = 1.0
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,10 @@ Redis being down only disables sharing: each registry keeps working on its own. 
 published while this instance was disconnected are not replayed (a reconnect reloads the
 open keys); a missed close costs at most one cooldown, after which the local circuit
 probes on its own.
+
+The same subscription carries other channels (`also_listen`, e.g. the configuration
+nudges of gateway/config_sync.py), so a process keeps one pub/sub connection and one
+reconnect loop.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,7 +89,8 @@ class CircuitMessage:
         return message if message.op in ("open", "close") else None
 
 
-def _glob_escape(text: str) -> str:
+def glob_escape(text: str) -> str:
+    """`text` matched literally by a Redis SCAN pattern."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
@@ -111,9 +117,16 @@ class RedisCircuitSync:
         self._redis: aioredis.Redis | None = None
         self._pubsub: PubSub | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._channels: dict[str, Callable[[bytes | None], None]] = {}
 
     def key_for(self, key: Key) -> str:
         return f"{self.prefix}:circuit:{key[0]}:{key[1]}"
+
+    def also_listen(self, channel: str, handler: Callable[[bytes | None], None]) -> None:
+        """Hand each message on `channel` to `handler` (on the event loop), and None after
+        every (re)subscription, since messages sent while disconnected are lost. Call it
+        before `start()`."""
+        self._channels[channel] = handler
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -169,7 +182,7 @@ class RedisCircuitSync:
                 pipe.expire(mine, FIGURES_TTL)
             await pipe.execute()
         others: dict[Key, list[Pair]] = {}
-        async for name in self._redis.scan_iter(match=f"{_glob_escape(self.prefix)}:figures:*"):
+        async for name in self._redis.scan_iter(match=f"{glob_escape(self.prefix)}:figures:*"):
             if name.decode() == mine:
                 continue
             for field, value in (await self._redis.hgetall(name)).items():
@@ -233,8 +246,8 @@ class RedisCircuitSync:
         assert self._redis is not None
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(self.channel)
-            pattern = _glob_escape(f"{self.prefix}:circuit:") + "*"
+            await pubsub.subscribe(self.channel, *self._channels)
+            pattern = glob_escape(f"{self.prefix}:circuit:") + "*"
             async for name in self._redis.scan_iter(match=pattern, count=200):
                 raw = await self._redis.get(name)
                 if raw is not None:
@@ -243,6 +256,8 @@ class RedisCircuitSync:
             await pubsub.aclose()
             raise
         self._pubsub = pubsub
+        for handler in self._channels.values():
+            handler(None)
 
     async def _listen_forever(self) -> None:
         delay = 0.5
@@ -262,7 +277,15 @@ class RedisCircuitSync:
     async def _listen(self) -> None:
         while self._pubsub is not None:
             item = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            if item is not None and item.get("type") == "message":
+            if item is None or item.get("type") != "message":
+                continue
+            channel = item["channel"]
+            if isinstance(channel, bytes):
+                channel = channel.decode()
+            handler = self._channels.get(channel)
+            if handler is not None:
+                handler(item["data"])
+            else:
                 self.apply(CircuitMessage.loads(item["data"]))
 
     async def _drop_pubsub(self) -> None:

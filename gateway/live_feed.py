@@ -1,18 +1,26 @@
 """Live figures per route, merged from traffic (metrics), health (circuits) and the
-configuration (snapshot) of this process: the rows behind both the dashboard's overview
-and the JSON the terminal monitor polls from GET /live.json, so both show the same
-numbers. Pure reading; no database.
+configuration (snapshot): the rows behind both the dashboard's overview and the JSON the
+terminal monitor polls from GET /live.json, so both show the same numbers.
+
+`process_report` is this process's figures; `gathered` adds the other processes' (shared
+through Redis by gateway/live_share.py, merged by gateway/live_merge.py), so that any
+worker or host shows the whole gateway. Pure reading; no database, no Redis.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from gateway.health import CircuitState, HealthView
+from gateway.live_merge import Merged, ProcessReport, RouteReport, merge_reports
+from gateway.live_share import this_instance
 from gateway.runtime import Runtime
+
+SERIES = ("requests", "ttft_ms", "tps")  # the per-minute charts, per provider
 
 ROUTE_FIELDS = (
     "provider",
@@ -41,6 +49,8 @@ class RouteRow:
     open_for: float | None
     last_error: str | None
     requests_hour: int
+    requests_5min: int = 0
+    tokens_hour: int = 0
 
 
 def _row(key: tuple[str, str], figures: Any, view: HealthView, now: float) -> RouteRow:
@@ -59,6 +69,8 @@ def _row(key: tuple[str, str], figures: Any, view: HealthView, now: float) -> Ro
         open_for=open_for,
         last_error=view.last_error,
         requests_hour=figures.requests_hour if figures else 0,
+        requests_5min=figures.requests_5min if figures else 0,
+        tokens_hour=figures.tokens_hour if figures else 0,
     )
 
 
@@ -71,31 +83,47 @@ def route_rows(runtime: Runtime) -> list[RouteRow]:
     return [_row(k, figures.get(k), runtime.health.view(k), now) for k in dict.fromkeys(keys)]
 
 
-def totals(runtime: Runtime, rows: list[RouteRow]) -> dict[str, Any]:
-    return {
-        **runtime.metrics.totals(),
-        "in_flight": sum(r.in_flight for r in rows),
-        "open_circuits": sum(1 for r in rows if r.circuit != "closed"),
-        "log_dropped": runtime.logbook.dropped,
-    }
+def process_report(runtime: Runtime, *, charts: bool = True) -> ProcessReport:
+    """This process's figures, as plain JSON-ready data (what gateway/live_share.py
+    publishes). Call it on the event loop: it reads the loop's metrics and health. The
+    charts cost the most (per-minute medians), so callers that show none skip them."""
+    metrics = runtime.metrics
+    return ProcessReport(
+        instance=this_instance(),
+        config_version=runtime.snapshot.version,
+        log_dropped=runtime.logbook.dropped,
+        routes=[RouteReport(**asdict(row)) for row in route_rows(runtime)],
+        charts={
+            provider: {name: metrics.series(provider, name) for name in SERIES}
+            for provider in metrics.providers()
+        }
+        if charts
+        else {},
+        recent=list(metrics.recent),
+    )
+
+
+def gathered(runtime: Runtime, *, charts: bool = True) -> Merged:
+    """This process's figures merged with the latest of every other live process."""
+    reports = [process_report(runtime, charts=charts)]
+    if runtime.live_share is not None:
+        reports += runtime.live_share.others()
+    return merge_reports(reports)
 
 
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
-def _recent(runtime: Runtime) -> list[dict[str, Any]]:
-    """Newest first."""
-    return [{**item, "time": _iso(item["time"])} for item in reversed(runtime.metrics.recent)]
-
-
 def live_feed(runtime: Runtime) -> dict[str, Any]:
-    rows = route_rows(runtime)
-    routes = [{name: asdict(row)[name] for name in ROUTE_FIELDS} for row in rows]
+    """GET /live.json: the whole gateway's figures; `served_by` names the answering process."""
+    merged = gathered(runtime, charts=False)
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "config_version": runtime.snapshot.version,
-        "totals": totals(runtime, rows),
-        "routes": routes,
-        "recent": _recent(runtime),
+        "processes": merged["processes"],
+        "served_by": {"instance": this_instance(), "pid": os.getpid()},
+        "totals": merged["totals"],
+        "routes": [{name: row[name] for name in ROUTE_FIELDS} for row in merged["routes"]],
+        "recent": [{**item, "time": _iso(item["time"])} for item in merged["recent"]],
     }

@@ -1,8 +1,8 @@
 """Live traffic figures per route for the last hour, in one-minute buckets, in memory.
 
 Fed once per finished request (off the hot path's critical section: a few integer
-additions); read by the dashboard's broadcaster once a second. Per process: each worker
-shows its own traffic.
+additions); read by the dashboard's broadcaster once a second. Per process: with
+REDIS_URL the processes' figures are pooled for display (gateway/live_share.py).
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ class RouteFigures:
     tps_p50: float | None  # last 5 minutes
     requests_hour: int
     tokens_hour: int
+    requests_5min: int = 0  # the requests behind error_rate and the medians (to weigh them)
 
 
 class Metrics:
@@ -151,6 +152,7 @@ class Metrics:
                     tps_p50=_median(v for b in last5 for v in b.tps),
                     requests_hour=sum(b.requests for b in hour),
                     tokens_hour=sum(b.input_tokens + b.output_tokens for b in hour),
+                    requests_5min=requests5,
                 )
             )
         return out

@@ -15,8 +15,9 @@ from django.utils import timezone
 class ConfigVersion(models.Model):
     """One row whose number goes up on every configuration change.
 
-    Each process polls it (at most once a second) and rebuilds its snapshot when it moves,
-    so several processes behind a load balancer converge within a second.
+    Each process polls it (once a second) and rebuilds its snapshot when it moves, so
+    several processes behind a load balancer converge within a second; with REDIS_URL the
+    new number is also announced once the change commits, and they converge at once.
     """
 
     version = models.PositiveBigIntegerField(default=0)
@@ -34,7 +35,15 @@ class ConfigVersion(models.Model):
             row.version += 1
             row.updated_at = timezone.now()
             row.save(update_fields=["version", "updated_at"])
-            return row.version
+            version = row.version
+            transaction.on_commit(lambda: _announce(version))
+            return version
+
+
+def _announce(version: int) -> None:
+    from gateway.config_sync import announce
+
+    announce(version)
 
 
 class Provider(models.Model):

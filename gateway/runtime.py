@@ -17,9 +17,12 @@ import aiohttp
 from django.conf import settings
 
 from gateway.affinity import AffinityTable
+from gateway.config_sync import ConfigNudges
+from gateway.config_sync import channel as config_channel
 from gateway.health import CircuitPolicy, HealthRegistry, StateChange
 from gateway.health_sync import RedisCircuitSync, attach
 from gateway.jsonl import JsonlLog
+from gateway.live_share import LiveShare
 from gateway.logbook import Logbook
 from gateway.metrics import Metrics, observe_entry
 from gateway.prometheus import PromMetrics
@@ -60,6 +63,8 @@ class Runtime:
         self.prometheus = PromMetrics(self.health)
         self.jsonl: JsonlLog | None = None
         self.circuit_sync: RedisCircuitSync | None = None
+        self.config_nudges: ConfigNudges | None = None
+        self.live_share: LiveShare | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.client: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -117,15 +122,37 @@ class Runtime:
             if settings.LOG_FILE:
                 self.jsonl = JsonlLog(settings.LOG_FILE, max_bytes=settings.LOG_FILE_MAX_BYTES)
                 self.jsonl.start()
-            if settings.REDIS_URL:  # circuits shared by every worker and host
-                self.circuit_sync = RedisCircuitSync(self.health, settings.REDIS_URL)
-                attach(self.health, self.circuit_sync)
-                await self.circuit_sync.start()
+            if settings.REDIS_URL:
+                await self._start_sharing(settings.REDIS_URL, settings.REDIS_PREFIX)
             poll = self.holder.poll_forever(settings.CONFIG_POLL_SECONDS, self.db)
             self._tasks.append(loop.create_task(poll, name="config-poll"))
-            self._tasks.append(loop.create_task(self._prune_daily(), name="retention"))
+            if settings.SERVE_RETENTION:
+                self._tasks.append(loop.create_task(self._prune_daily(), name="retention"))
             self.started = True
             log.info("gateway ready: configuration version %s", self.snapshot.version)
+
+    async def _start_sharing(self, url: str, prefix: str) -> None:
+        """With Redis, every worker and host shares circuits and measured speeds, hears of
+        configuration changes at once, and publishes its live figures."""
+        from gateway.live_feed import process_report
+
+        self.circuit_sync = RedisCircuitSync(self.health, url, prefix=prefix)
+        attach(self.health, self.circuit_sync)
+        self.config_nudges = ConfigNudges(self.holder, self.db)
+        self.circuit_sync.also_listen(config_channel(prefix), self.config_nudges.heard)
+        await self.circuit_sync.start()
+        self.live_share = LiveShare(
+            url, lambda charts: process_report(self, charts=charts), prefix=prefix
+        )
+        await self.live_share.start()
+
+    async def _stop_sharing(self) -> None:
+        if self.live_share is not None:
+            await self.live_share.stop()
+        if self.circuit_sync is not None:
+            await self.circuit_sync.stop()
+        if self.config_nudges is not None:
+            await self.config_nudges.stop()
 
     def ensure_task(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run `factory()` as a background task of this runtime, once per name (the
@@ -162,8 +189,7 @@ class Runtime:
         await self.logbook.stop()
         if self.jsonl is not None:
             self.jsonl.stop()
-        if self.circuit_sync is not None:
-            await self.circuit_sync.stop()
+        await self._stop_sharing()
         if self.client is not None:
             await self.client.close()
         await asyncio.get_running_loop().run_in_executor(self.db, _close_db_connections)

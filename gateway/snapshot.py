@@ -2,7 +2,8 @@
 
 `build_snapshot()` copies providers, routes, client keys and settings out of the database;
 `SnapshotHolder` keeps the current one and rebuilds it when `ConfigVersion` moves. The
-poll runs off the request path, at most once per `CONFIG_POLL_SECONDS`.
+check runs off the request path, once per `CONFIG_POLL_SECONDS` and, with Redis, as soon
+as another process announces a change (gateway/config_sync.py).
 """
 
 from __future__ import annotations
@@ -245,17 +246,23 @@ class SnapshotHolder:
         self.reload()
         return True
 
-    async def poll_forever(self, interval: float, executor: Executor) -> None:
+    async def check(self, executor: Executor) -> bool:
+        """Reload on `executor` if the version moved; failures are logged, never raised.
+        Shared by the poll and the Redis nudges (gateway/config_sync.py)."""
         loop = asyncio.get_running_loop()
+        try:
+            changed = await loop.run_in_executor(executor, self.reload_if_changed)
+        except Exception:
+            log.exception("configuration reload failed; keeping version %s", self.current.version)
+            return False
+        if changed:
+            log.info("configuration version %s loaded", self.current.version)
+        return changed
+
+    async def poll_forever(self, interval: float, executor: Executor) -> None:
         while True:
             await asyncio.sleep(interval)
-            try:
-                if await loop.run_in_executor(executor, self.reload_if_changed):
-                    log.info("configuration version %s loaded", self.current.version)
-            except Exception:
-                log.exception(
-                    "configuration reload failed; keeping version %s", self.current.version
-                )
+            await self.check(executor)
 
 
 def _current_version() -> int:

@@ -4,6 +4,7 @@ Every value has a safe default so that `make run` works on a fresh machine: SQLi
 DATA_DIR, a SECRET_KEY generated once into DATA_DIR, DEBUG off.
 """
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -53,11 +54,23 @@ def _secret_key(data_dir: Path) -> str:
         return key
     key_file = data_dir / "secret_key"
     if not key_file.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(50))
+        _create_once(key_file, secrets.token_urlsafe(50))
     return key_file.read_text().strip()
+
+
+def _create_once(path: Path, content: str) -> None:
+    """Write `path` whole or not at all: processes starting together on a fresh DATA_DIR
+    must all read the one key that won, never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(content)
+    try:
+        with contextlib.suppress(FileExistsError):  # another process got there first
+            os.link(draft, path)
+    finally:
+        draft.unlink()
 
 
 DATA_DIR = Path(os.environ.get("DATA_DIR", BASE_DIR / "data")).resolve()
@@ -69,6 +82,9 @@ PORT = envint("PORT", 8080)
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "*").split(",") if h.strip()]
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Names in Redis (keys and pub/sub channels) start with this, so that several gateways, or
+# test runs, can share one Redis without hearing each other.
+REDIS_PREFIX = os.environ.get("REDIS_PREFIX", "anthropic-proxy")
 
 # Largest request body /v1 accepts; larger bodies get 413 request_too_large.
 MAX_BODY_BYTES = envint("MAX_BODY_BYTES", 32 * 1024 * 1024)
@@ -87,8 +103,13 @@ LOG_FILE = os.environ.get("LOG_FILE", "")
 LOG_FILE_MAX_BYTES = envint("LOG_FILE_MAX_BYTES", 100 * 1024 * 1024)
 # GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>` when this is set.
 METRICS_TOKEN = envsecret("METRICS_TOKEN") or ""
-# How often a process checks the ConfigVersion row for changes (seconds).
+# How often a process checks the ConfigVersion row for changes (seconds). With REDIS_URL a
+# change is also announced at once; the poll is the fallback.
 CONFIG_POLL_SECONDS = float(os.environ.get("CONFIG_POLL_SECONDS", "1.0"))
+# Whether `serve` runs the daily retention prune. Concurrent prunes would add the same rows
+# to the daily sums twice, so `serve --workers N` leaves it to worker 0, and with several
+# hosts all but one set SERVE_RETENTION=0.
+SERVE_RETENTION = envbool("SERVE_RETENTION", True)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -138,7 +159,10 @@ _default_db = f"sqlite:///{DATA_DIR / 'proxy.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(os.environ.get("DATABASE_URL") or _default_db)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the log writer append while the admin reads; the init command runs per
-    # connection, and WAL is a property of the file, so this is idempotent.
+    # connection, and WAL is a property of the file, so this is idempotent. Several
+    # processes (`serve --workers N`) write to the one file: IMMEDIATE takes the write
+    # lock when a transaction begins, and `timeout` (the busy timeout, seconds) makes a
+    # writer wait that long for another's lock instead of failing with "database is locked".
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
@@ -173,12 +197,11 @@ LOGOUT_REDIRECT_URL = "/dashboard/login/"
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
-
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_PREFIX}:asgi"},
         }
     }
 else:
