@@ -16,6 +16,7 @@ from gateway import vault
 from gateway.auth import hash_key
 from gateway.config_file import (
     HASH_PREFIX,
+    KEY_LIMIT_FIELDS,
     MODEL_OPTION_FIELDS,
     PROVIDER_OPTION_FIELDS,
     RETRY_FIELDS,
@@ -244,6 +245,11 @@ def _settings_lines(old: ConfigSpec, new: ConfigSpec) -> list[DiffLine]:
 
 
 def show_client_key(key: ClientKeySpec) -> str:
+    limits = show_limits(key)
+    return _show_key_value(key) + (f", limits {limits}" if limits != "none" else "")
+
+
+def _show_key_value(key: ClientKeySpec) -> str:
     if key.kind == "env":
         return key.value
     if key.kind == "random":
@@ -251,6 +257,15 @@ def show_client_key(key: ClientKeySpec) -> str:
     if key.kind == "hash":
         return key.value[: len("hash:") + 8] + "…"
     return "•••• (stored as a hash)"
+
+
+def show_limits(key: ClientKeySpec) -> str:
+    parts = [
+        f"{name} {getattr(key.limits, attr)}"
+        for name, attr in KEY_LIMIT_FIELDS.items()
+        if getattr(key.limits, attr) is not None
+    ]
+    return ", ".join(parts) or "none"
 
 
 def _key_lines(old: ConfigSpec, new: ConfigSpec, identity: KeyIdentity) -> list[DiffLine]:
@@ -268,11 +283,15 @@ def _key_lines(old: ConfigSpec, new: ConfigSpec, identity: KeyIdentity) -> list[
     ]
     for slot, key in after.items():
         was = before.get(slot)
-        # $RANDOM_KEY over an existing slot keeps the key generated for it earlier.
-        if was is None or key.kind == "random" or identity(was) == identity(key):
+        if was is None:
             continue
-        detail = f"{show_client_key(was)} → {show_client_key(key)}"
-        lines.append(DiffLine("changed", f"key {slot}", detail))
+        # $RANDOM_KEY over an existing slot keeps the key generated for it earlier.
+        if key.kind != "random" and identity(was) != identity(key):
+            detail = f"{show_client_key(was)} → {show_client_key(key)}"
+            lines.append(DiffLine("changed", f"key {slot}", detail))
+        elif was.limits != key.limits:
+            detail = f"limits {show_limits(was)} → {show_limits(key)}"
+            lines.append(DiffLine("changed", f"key {slot}", detail))
     return lines
 
 

@@ -12,4 +12,5 @@ urlpatterns: list[URLPattern] = [
     path("keys/new/", keys.create, name="key-create"),
     path("keys/<int:pk>/", keys.detail, name="key-detail"),
     path("keys/<int:pk>/revoke/", keys.revoke, name="key-revoke"),
+    path("keys/<int:pk>/limits/", keys.limits, name="key-limits"),
 ]

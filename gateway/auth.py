@@ -17,6 +17,8 @@ from functools import cache
 
 from django.conf import settings
 
+from gateway.limits import UNLIMITED, KeyLimits
+
 KEY_PREFIX = "sk-ap-"
 DISPLAY_PREFIX_LEN = 12
 
@@ -28,6 +30,7 @@ class ClientKey:
     id: int
     name: str
     expires_at: datetime | None = None
+    limits: KeyLimits = UNLIMITED
 
 
 @cache

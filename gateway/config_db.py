@@ -346,6 +346,10 @@ def _plan_key(key: ClientKeySpec, row: ApiKey | None) -> _KeyPlan:
         "prefix": "",
         "key_hash": _wanted_hash(key),
         "env_ref": key.value if key.kind == "env" else "",
+        "max_concurrent": key.limits.concurrent,
+        "requests_per_minute": key.limits.requests_per_minute,
+        "tokens_per_day": key.limits.tokens_per_day,
+        "tokens_per_month": key.limits.tokens_per_month,
     }
     if key.kind == "literal":
         values["prefix"] = display_prefix(key.value)
@@ -433,9 +437,9 @@ def _export_keys() -> tuple[ClientKeySpec, ...]:
         list_name = STATIC_KEYS if row.name.startswith(STATIC_KEYS + "[") else API_KEYS
         slot = f"{list_name}[{counts[list_name]}]"
         if row.env_ref:
-            keys.append(ClientKeySpec(slot, "env", row.env_ref))
+            keys.append(ClientKeySpec(slot, "env", row.env_ref, row.limits))
         elif row.key_hash:
-            keys.append(ClientKeySpec(slot, "hash", HASH_PREFIX + row.key_hash))
+            keys.append(ClientKeySpec(slot, "hash", HASH_PREFIX + row.key_hash, row.limits))
         else:
             continue
         counts[list_name] += 1

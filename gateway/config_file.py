@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from gateway.limits import UNLIMITED, KeyLimits
 from gateway.vault import ENCRYPTED_PREFIX, ENV_PREFIX
 
 RANDOM_KEY = "$RANDOM_KEY"
@@ -82,6 +83,7 @@ class ClientKeySpec:
     slot: str
     kind: KeyKind
     value: str  # as written; a hash is normalised to "hash:<lowercase hex>"
+    limits: KeyLimits = UNLIMITED  # `{key: ..., limits: {...}}` entries
 
     @property
     def list_name(self) -> str:
@@ -502,7 +504,46 @@ def _read_client_keys(api_keys: Any, static_keys: Any, root: str) -> tuple[Clien
     return tuple(keys)
 
 
+# `limits:` of a client key entry: YAML name -> KeyLimits field (gateway/limits.py)
+KEY_LIMIT_FIELDS = {
+    "concurrent": "concurrent",
+    "requestsPerMinute": "requests_per_minute",
+    "tokensPerDay": "tokens_per_day",
+    "tokensPerMonth": "tokens_per_month",
+}
+_KEY_ENTRY_KEYS = dict.fromkeys(("key", "limits"))
+
+
 def _client_key(value: Any, slot: str, path: str) -> ClientKeySpec:
+    """A key as a string, or `{key: <string>, limits: {concurrent: 4, ...}}`."""
+    if isinstance(value, dict):
+        entry = _mapping(value, path, _KEY_ENTRY_KEYS)
+        if "key" not in entry:
+            raise ConfigError(f"{path}.key", "missing (the key itself, as in a plain entry)")
+        spec = _client_key_text(entry["key"], slot, f"{path}.key")
+        limits_path = f"{path}.limits"
+        raw = _mapping(entry.get("limits"), limits_path, KEY_LIMIT_FIELDS)
+        limits = {
+            KEY_LIMIT_FIELDS[name]: _int(raw[name], f"{limits_path}.{name}", 1, 2**62)
+            for name in KEY_LIMIT_FIELDS
+            if raw.get(name) is not None
+        }
+        return ClientKeySpec(spec.slot, spec.kind, spec.value, KeyLimits(**limits))
+    return _client_key_text(value, slot, path)
+
+
+def _write_client_key(key: ClientKeySpec) -> Any:
+    if key.limits == UNLIMITED:
+        return key.value
+    limits = {
+        name: getattr(key.limits, attr)
+        for name, attr in KEY_LIMIT_FIELDS.items()
+        if getattr(key.limits, attr) is not None
+    }
+    return {"key": key.value, "limits": limits}
+
+
+def _client_key_text(value: Any, slot: str, path: str) -> ClientKeySpec:
     text = _str(value, path, max_length=1000)
     if text == RANDOM_KEY:
         return ClientKeySpec(slot, "random", text)
@@ -540,8 +581,8 @@ def format_config(spec: ConfigSpec) -> str:
         document["retry"] = _write_fields(spec.retry, RETRY_FIELDS)
     if spec.routing:
         document["routing"] = _write_fields(spec.routing, ROUTING_FIELDS)
-    api_keys = [k.value for k in spec.client_keys if k.list_name == API_KEYS]
-    static_keys = [k.value for k in spec.client_keys if k.list_name == STATIC_KEYS]
+    api_keys = [_write_client_key(k) for k in spec.client_keys if k.list_name == API_KEYS]
+    static_keys = [_write_client_key(k) for k in spec.client_keys if k.list_name == STATIC_KEYS]
     if api_keys:
         document["apiKeys"] = api_keys
     auth: dict[str, Any] = {"staticKeys": static_keys} if static_keys else {}

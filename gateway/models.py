@@ -11,6 +11,8 @@ from datetime import datetime
 from django.db import models, transaction
 from django.utils import timezone
 
+from gateway.limits import KeyLimits
+
 
 class ConfigVersion(models.Model):
     """One row whose number goes up on every configuration change.
@@ -128,6 +130,17 @@ class ApiKey(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # Limits (gateway/limits.py); empty means none.
+    max_concurrent = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests in progress at once."
+    )
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_day = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Input + output tokens per UTC day."
+    )
+    tokens_per_month = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Input + output tokens per UTC calendar month."
+    )
 
     class Meta:
         ordering = ["name"]
@@ -142,9 +155,31 @@ class ApiKey(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)" if self.prefix else self.name
 
+    @property
+    def limits(self) -> KeyLimits:
+        return KeyLimits(
+            concurrent=self.max_concurrent,
+            requests_per_minute=self.requests_per_minute,
+            tokens_per_day=self.tokens_per_day,
+            tokens_per_month=self.tokens_per_month,
+        )
+
+    @limits.setter
+    def limits(self, limits: KeyLimits) -> None:
+        self.max_concurrent = limits.concurrent
+        self.requests_per_minute = limits.requests_per_minute
+        self.tokens_per_day = limits.tokens_per_day
+        self.tokens_per_month = limits.tokens_per_month
+
+    LIMIT_FIELDS = ("max_concurrent", "requests_per_minute", "tokens_per_day", "tokens_per_month")
+
     @classmethod
     def issue(
-        cls, name: str, source: str, expires_at: datetime | None = None
+        cls,
+        name: str,
+        source: str,
+        expires_at: datetime | None = None,
+        limits: KeyLimits | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key: only its hash and prefix are stored, and the configuration version
         moves so running processes accept it within a second. Returns the plaintext once."""
@@ -158,6 +193,10 @@ class ApiKey(models.Model):
                 key_hash=hash_key(plaintext),
                 source=source,
                 expires_at=expires_at,
+                max_concurrent=limits.concurrent if limits else None,
+                requests_per_minute=limits.requests_per_minute if limits else None,
+                tokens_per_day=limits.tokens_per_day if limits else None,
+                tokens_per_month=limits.tokens_per_month if limits else None,
             )
             ConfigVersion.bump()
         return row, plaintext

@@ -17,11 +17,13 @@ import aiohttp
 from django.conf import settings
 
 from gateway.affinity import AffinityTable
+from gateway.budgets import refresh_forever
 from gateway.config_sync import ConfigNudges
 from gateway.config_sync import channel as config_channel
 from gateway.health import CircuitPolicy, HealthRegistry, StateChange
 from gateway.health_sync import RedisCircuitSync, attach
 from gateway.jsonl import JsonlLog
+from gateway.limits import Limiter
 from gateway.live_share import LiveShare
 from gateway.logbook import Logbook
 from gateway.metrics import Metrics, observe_entry
@@ -59,6 +61,7 @@ class Runtime:
         self.logbook = Logbook(self.db)
         self.health = HealthRegistry(on_change=_log_state_change)
         self.affinity = AffinityTable()
+        self.limiter = Limiter(settings.MAX_CONCURRENT_REQUESTS)
         self.metrics = Metrics()
         self.prometheus = PromMetrics(self.health)
         self.jsonl: JsonlLog | None = None
@@ -126,6 +129,10 @@ class Runtime:
                 await self._start_sharing(settings.REDIS_URL, settings.REDIS_PREFIX)
             poll = self.holder.poll_forever(settings.CONFIG_POLL_SECONDS, self.db)
             self._tasks.append(loop.create_task(poll, name="config-poll"))
+            budgets = refresh_forever(
+                self.limiter, lambda: self.snapshot, self.db, settings.BUDGET_REFRESH_SECONDS
+            )
+            self._tasks.append(loop.create_task(budgets, name="budgets"))
             if settings.SERVE_RETENTION:
                 self._tasks.append(loop.create_task(self._prune_daily(), name="retention"))
             self.started = True

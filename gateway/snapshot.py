@@ -178,7 +178,9 @@ def _key_index() -> dict[str, ClientKey]:
                 continue
             digest = hash_key(value)
         if digest:
-            index[digest] = ClientKey(id=row.id, name=row.name, expires_at=row.expires_at)
+            index[digest] = ClientKey(
+                id=row.id, name=row.name, expires_at=row.expires_at, limits=row.limits
+            )
     return index
 
 

@@ -39,16 +39,18 @@ def _fail(entry: Entry, status: int, message: str) -> None:
     entry.error_message = message
 
 
-async def _reject(entry: Entry, send: Send, status: int, message: str) -> None:
+async def _reject(
+    entry: Entry, send: Send, status: int, message: str, headers: dict[str, str] | None = None
+) -> None:
     _fail(entry, status, message)
-    await send_error(send, status, message)
+    await send_error(send, status, message, headers)
 
 
-def _authenticate(runtime: Runtime, request: Request, entry: Entry) -> bool:
+def _authenticate(runtime: Runtime, request: Request, entry: Entry) -> auth.ClientKey | None:
     key = auth.authenticate(request.headers, runtime.snapshot.keys, entry.created_at)
     if key is not None:
         entry.api_key_id, entry.api_key_name = key.id, key.name
-    return key is not None
+    return key
 
 
 _AUTH_MESSAGE = "invalid x-api-key: send this proxy's key as x-api-key or Authorization: Bearer"
@@ -64,22 +66,31 @@ async def _exchange(
     parse: Callable[[bytes], MessagesBody],
     serve: Serve,
     record: Callable[[Entry], None],
+    *,
+    limited: bool = False,
 ) -> None:
-    """Authenticate, validate, serve, and record the request however it ends."""
+    """Authenticate, admit (`limited`: gateway/limits.py), validate, serve, and record the
+    request however it ends."""
     entry = _new_entry(request)
     if runtime.capture_bodies:
         entry.capture = Capture.of_request(request.headers, request.body)
     started = time.monotonic()
     try:
-        if not _authenticate(runtime, request, entry):
+        key = _authenticate(runtime, request, entry)
+        if key is None:
             await _reject(entry, send, 401, _AUTH_MESSAGE)
             return
+        if limited:
+            refusal = runtime.limiter.admit(key.id, key.limits)
+            if refusal is not None:
+                await _reject(entry, send, refusal.status, refusal.message, refusal.headers)
+                return
         try:
-            body = parse(request.body)
-        except BadRequest as exc:
-            await _reject(entry, send, exc.status, exc.message)
-            return
-        await serve(runtime, request, body, entry, send)
+            await _parse_and_serve(runtime, request, send, parse, serve, entry)
+        finally:
+            if limited:
+                runtime.limiter.release(key.id, key.limits)
+                runtime.limiter.spend(key.id, entry.input_tokens + entry.output_tokens)
     except asyncio.CancelledError:
         entry.outcome = "client_cancelled"
         entry.status = entry.status or 499
@@ -89,9 +100,25 @@ async def _exchange(
         record(entry)
 
 
+async def _parse_and_serve(
+    runtime: Runtime,
+    request: Request,
+    send: Send,
+    parse: Callable[[bytes], MessagesBody],
+    serve: Serve,
+    entry: Entry,
+) -> None:
+    try:
+        body = parse(request.body)
+    except BadRequest as exc:
+        await _reject(entry, send, exc.status, exc.message)
+        return
+    await serve(runtime, request, body, entry, send)
+
+
 async def messages(runtime: Runtime, request: Request, send: Send) -> None:
     """POST /v1/messages: the whole proxy path for one request."""
-    await _exchange(runtime, request, send, messages_body, _proxy, runtime.record)
+    await _exchange(runtime, request, send, messages_body, _proxy, runtime.record, limited=True)
 
 
 def _plan(runtime: Runtime, body: MessagesBody, session: str | None) -> routing.Plan:

@@ -94,6 +94,11 @@ MAX_BODY_BYTES = envint("MAX_BODY_BYTES", 32 * 1024 * 1024)
 MAX_HEADER_BYTES = envint("MAX_HEADER_BYTES", 64 * 1024)
 CLIENT_HEADER_TIMEOUT = float(os.environ.get("CLIENT_HEADER_TIMEOUT", "30"))
 CLIENT_BODY_TIMEOUT = float(os.environ.get("CLIENT_BODY_TIMEOUT", "60"))
+# /v1/messages requests in progress in one process, all keys together (529 beyond): high
+# enough for 1,000 concurrent streams. Per-key limits are set per key (dashboard, YAML).
+MAX_CONCURRENT_REQUESTS = envint("MAX_CONCURRENT_REQUESTS", 4096)
+# How often each process reads the budgeted keys' token use from the request log.
+BUDGET_REFRESH_SECONDS = float(os.environ.get("BUDGET_REFRESH_SECONDS", "10"))
 # `serve --tps-threshold N` (or TPS_THRESHOLD) overrides routing.tpsThreshold.
 TPS_THRESHOLD = float(os.environ["TPS_THRESHOLD"]) if os.environ.get("TPS_THRESHOLD") else None
 # Body logging: request and response bodies (redacted, capped) on each RequestLog row.

@@ -6,6 +6,7 @@ stored, put in the session or a message, and the response is marked `no-store`.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -23,10 +24,36 @@ from django.views.decorators.http import require_POST
 from dashboard import queries
 from dashboard.access import staff_required
 from dashboard.nav import page_context
+from gateway.limits import KeyLimits
 from gateway.models import ApiKey, ConfigVersion
 
 
-class KeyForm(forms.Form):
+class LimitsForm(forms.Form):
+    """A key's limits (gateway/limits.py); an empty field means no limit."""
+
+    concurrent = forms.IntegerField(
+        label="Requests in progress at once", required=False, min_value=1
+    )
+    requests_per_minute = forms.IntegerField(
+        label="Requests per minute", required=False, min_value=1
+    )
+    tokens_per_day = forms.IntegerField(
+        label="Tokens per UTC day (input + output)", required=False, min_value=1
+    )
+    tokens_per_month = forms.IntegerField(
+        label="Tokens per UTC month (input + output)", required=False, min_value=1
+    )
+
+    @classmethod
+    def of(cls, key: ApiKey) -> LimitsForm:
+        return cls(initial=asdict(key.limits))
+
+    def limits(self) -> KeyLimits:
+        fields = LimitsForm.base_fields  # not a subclass's other fields
+        return KeyLimits(**{name: self.cleaned_data.get(name) for name in fields})
+
+
+class KeyForm(LimitsForm):
     name = forms.CharField(label="Name", max_length=200)
     expires_on = forms.DateField(
         label="Valid through (optional; the key stops at the end of this UTC day)",
@@ -39,6 +66,8 @@ class KeyForm(forms.Form):
         if day is not None and day < datetime.now(UTC).date():
             raise forms.ValidationError("That day is already over.")
         return day
+
+    field_order = ["name", "expires_on"]
 
     def expires_at(self) -> datetime | None:
         day = self.cleaned_data.get("expires_on")
@@ -64,8 +93,20 @@ def _key_rows() -> list[dict[str, Any]]:
     ]
 
 
-def create_key(name: str, expires_at: datetime | None) -> tuple[ApiKey, str]:
-    return ApiKey.issue(name, ApiKey.Source.ADMIN, expires_at)
+def create_key(name: str, expires_at: datetime | None, limits: KeyLimits) -> tuple[ApiKey, str]:
+    return ApiKey.issue(name, ApiKey.Source.ADMIN, expires_at, limits)
+
+
+def set_limits(pk: int, limits: KeyLimits) -> bool:
+    """Store new limits; every process applies them within a second (config bump)."""
+    with transaction.atomic():
+        key = ApiKey.objects.select_for_update().filter(pk=pk).first()
+        if key is None:
+            return False
+        key.limits = limits
+        key.save(update_fields=list(ApiKey.LIMIT_FIELDS))
+        ConfigVersion.bump()
+    return True
 
 
 def revoke_key(pk: int) -> bool:
@@ -94,7 +135,7 @@ async def create(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {"form": form}
     if form.is_valid():
         key, plaintext = await sync_to_async(create_key)(
-            form.cleaned_data["name"], form.expires_at()
+            form.cleaned_data["name"], form.expires_at(), form.limits()
         )
         context.update(form=KeyForm(), created=key, plaintext=plaintext)
     if request.htmx:
@@ -126,6 +167,22 @@ async def revoke(request: HttpRequest, pk: int) -> HttpResponse:
     return HttpResponseRedirect(here)
 
 
+@staff_required
+@require_POST
+async def limits(request: HttpRequest, pk: int) -> HttpResponse:
+    form = LimitsForm(request.POST)
+    if not form.is_valid():
+        context = await sync_to_async(_detail_context)(pk)
+        context["limits_form"] = form
+        return TemplateResponse(
+            request, "dashboard/key_detail.html", page_context("keys", **context), status=400
+        )
+    if not await sync_to_async(set_limits)(pk, form.limits()):
+        raise Http404("no such key")
+    messages.success(request, "Limits saved; every process applies them within a second.")
+    return HttpResponseRedirect(reverse("dashboard:key-detail", args=[pk]) + "#limits")
+
+
 def _detail_context(pk: int) -> dict[str, Any]:
     key = ApiKey.objects.filter(pk=pk).first()
     if key is None:
@@ -133,6 +190,7 @@ def _detail_context(pk: int) -> dict[str, Any]:
     days = queries.daily_usage(pk, datetime.now(UTC).date())
     return {
         "key": key,
+        "limits_form": LimitsForm.of(key),
         "state": key_state(key, timezone.now()),
         "days": days,
         "peak": max([d.requests for d in days] + [1]),

@@ -13,7 +13,8 @@ from dashboard.config_diff import MASK, diff_configs
 from dashboard.views.config import PENDING
 from gateway import vault
 from gateway.config_db import apply_config, export_config
-from gateway.config_file import ConfigSpec, ModelSpec, ProviderSpec, parse_config
+from gateway.config_file import ClientKeySpec, ConfigSpec, ModelSpec, ProviderSpec, parse_config
+from gateway.limits import KeyLimits
 from gateway.models import ConfigVersion, ModelRoute, Provider
 from tests.config_samples import CURRENT, NEW_SECRET, STORED_SECRET
 
@@ -235,3 +236,16 @@ def test_the_diff_masks_credential_headers() -> None:
     new = _spec("", {"x-api-key": "hdr-new-canary", "x-team": "red"})
     [line] = diff_configs(old, new).lines
     assert "canary" not in line.detail and '"x-team": "red"' in line.detail
+
+
+def test_the_diff_shows_changed_key_limits_without_the_key() -> None:
+    def keyed(**limits: int) -> ConfigSpec:
+        key = ClientKeySpec("apiKeys[0]", "literal", "sk-client-canary", KeyLimits(**limits))
+        return ConfigSpec(client_keys=(key,))
+
+    [line] = diff_configs(keyed(concurrent=4), keyed(concurrent=2, tokens_per_day=9)).lines
+    assert (line.kind, line.subject) == ("changed", "key apiKeys[0]")
+    assert line.detail == "limits concurrent 4 → concurrent 2, tokensPerDay 9"
+    [added] = diff_configs(ConfigSpec(), keyed(requests_per_minute=60)).lines
+    assert added.detail == "•••• (stored as a hash), limits requestsPerMinute 60"
+    assert "canary" not in line.detail + added.detail

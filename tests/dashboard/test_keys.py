@@ -232,3 +232,40 @@ def test_the_key_list_shows_state_and_last_use() -> None:
         assert f">{state}</span>" in content
     assert "2026-03-04 05:06" in content
     assert content.index(">gone</a>") > content.index(">old</a>")  # revoked keys last
+
+
+def test_a_key_can_be_created_with_limits_that_reach_the_snapshot() -> None:
+    response = client_for(True).post(
+        "/dashboard/keys/new/",
+        {"name": "bounded", "concurrent": "3", "tokens_per_month": "5000000"},
+    )
+    plaintext = PLAINTEXT.findall(response.content.decode())[0]
+    found = authenticate({b"x-api-key": plaintext.encode()}, build_snapshot().keys, timezone.now())
+    assert found is not None
+    assert (found.limits.concurrent, found.limits.tokens_per_month) == (3, 5_000_000)
+    assert found.limits.requests_per_minute is None
+
+
+def test_limits_are_edited_on_the_key_page_and_bump_the_config() -> None:
+    key = a_key(requests_per_minute=10)
+    staff = client_for(True)
+    page = staff.get(f"/dashboard/keys/{key.pk}/").content.decode()
+    assert 'name="requests_per_minute"' in page and 'value="10"' in page
+    version = ConfigVersion.current()
+    response = staff.post(
+        f"/dashboard/keys/{key.pk}/limits/", {"tokens_per_day": "1000"}, follow=True
+    )
+    assert b"Limits saved" in response.content
+    key.refresh_from_db()
+    assert (key.requests_per_minute, key.tokens_per_day) == (None, 1000)  # empty lifts it
+    assert ConfigVersion.current() == version + 1
+
+
+def test_limits_must_be_positive_and_staff_only() -> None:
+    key = a_key()
+    response = client_for(True).post(f"/dashboard/keys/{key.pk}/limits/", {"concurrent": "0"})
+    assert response.status_code == 400 and b"greater than or equal to 1" in response.content
+    refused = client_for(False).post(f"/dashboard/keys/{key.pk}/limits/", {"concurrent": "5"})
+    assert refused.status_code in (302, 403)
+    key.refresh_from_db()
+    assert key.max_concurrent is None

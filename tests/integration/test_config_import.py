@@ -390,3 +390,37 @@ def test_create_api_key_can_expire() -> None:
 def test_create_api_key_refuses_a_blank_name() -> None:
     with pytest.raises(CommandError):
         call_command("create_api_key", "--name", " ", stdout=io.StringIO())
+
+
+LIMITED = SMALL + """\
+  - key: env.TEAM_KEY
+    limits: {concurrent: 4, requestsPerMinute: 60, tokensPerDay: 2000000}
+"""
+
+
+def test_key_limits_are_imported_exported_and_changed_in_place(tmp_path: Path) -> None:
+    import_text(LIMITED, tmp_path)
+    row = ApiKey.objects.get(name="apiKeys[1]")
+    assert (row.max_concurrent, row.requests_per_minute) == (4, 60)
+    assert (row.tokens_per_day, row.tokens_per_month) == (2_000_000, None)
+    exported = export_text()
+    assert "tokensPerDay: 2000000" in exported
+    assert import_text(exported, tmp_path).out.strip() == "no changes"
+    tighter = LIMITED.replace("concurrent: 4", "concurrent: 2")
+    assert import_text(tighter, tmp_path).out.splitlines() == ["changed key apiKeys[1]"]
+    assert ApiKey.objects.get(pk=row.pk).max_concurrent == 2
+    plain = LIMITED.replace("  - key: env.TEAM_KEY\n", "  - env.TEAM_KEY\n")
+    plain = plain.replace(
+        "    limits: {concurrent: 4, requestsPerMinute: 60, tokensPerDay: 2000000}\n", ""
+    )
+    import_text(plain, tmp_path)
+    assert ApiKey.objects.get(pk=row.pk).limits == ApiKey().limits  # all lifted
+
+
+def test_key_limits_are_checked_with_their_yaml_path(tmp_path: Path) -> None:
+    bad = LIMITED.replace("requestsPerMinute: 60", "requestsPerMinute: 0")
+    with pytest.raises(CommandError, match=r"apiKeys\[1\]\.limits\.requestsPerMinute"):
+        import_text(bad, tmp_path)
+    unknown = LIMITED.replace("concurrent: 4", "parallel: 4")
+    with pytest.raises(CommandError, match=r"apiKeys\[1\]\.limits\.parallel: unknown key"):
+        import_text(unknown, tmp_path)
