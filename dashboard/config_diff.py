@@ -26,12 +26,11 @@ from gateway.config_file import (
     ModelSpec,
     ProviderSpec,
 )
-from gateway.vault import ENV_PREFIX
+from gateway.vault import ENV_PREFIX, is_credential_header
 
 MASK = "•••• (encrypted)"
 HEADER_MASK = "••••"
 UNSET = "(unset)"
-_CREDENTIAL_WORDS = ("auth", "key", "token", "secret", "cookie", "password")
 
 Kind = Literal["added", "removed", "changed"]
 Reveal = Callable[[str], str]
@@ -78,11 +77,6 @@ def mask_key(api_key: str) -> str:
     if not api_key:
         return "none"
     return api_key if api_key.startswith(ENV_PREFIX) else MASK
-
-
-def is_credential_header(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in _CREDENTIAL_WORDS)
 
 
 def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -154,8 +148,21 @@ def _provider_changes(old: ProviderSpec, new: ProviderSpec, reveal: Reveal) -> l
     return [
         *_changes(plain, wanted, {}),
         *_key_change(old.api_key, new.api_key, reveal),
-        *_changes(old.options, new.options, PROVIDER_OPTION_FIELDS),
+        *_changes(_revealed(old.options, reveal), _revealed(new.options, reveal), _OPTIONS),
     ]
+
+
+_OPTIONS = PROVIDER_OPTION_FIELDS
+
+
+def _revealed(options: Mapping[str, Any], reveal: Reveal) -> Mapping[str, Any]:
+    """Options with stored (encrypted) header values revealed, so that the same value as
+    stored and as written in a file compares equal. Shown masked all the same."""
+    headers = options.get("headers")
+    if not isinstance(headers, Mapping):
+        return options
+    opened = {k: reveal(v) if isinstance(v, str) else v for k, v in headers.items()}
+    return {**options, "headers": opened}
 
 
 def _provider_lines(old: ConfigSpec, new: ConfigSpec, reveal: Reveal) -> list[DiffLine]:

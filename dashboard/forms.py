@@ -196,7 +196,7 @@ class ProviderForm(forms.Form):
         assert spec is not None, "save() after a successful is_valid()"
         row = self.instance or Provider(position=_next_position(Provider.objects.all()))
         row.name, row.type, row.endpoint = spec.name, spec.type, spec.endpoint
-        row.enabled, row.options = spec.enabled, dict(spec.options)
+        row.enabled, row.options = spec.enabled, _sealed_options(spec, self.instance)
         if spec.api_key.startswith(vault.ENV_PREFIX):
             row.api_key_env, row.api_key_encrypted = spec.api_key, ""
         elif spec.api_key:
@@ -207,6 +207,15 @@ class ProviderForm(forms.Form):
             row.save()
             ConfigVersion.bump()
         return row
+
+
+def _sealed_options(spec: ProviderSpec, stored: Provider | None) -> dict[str, Any]:
+    """The options to store: credential-like header values encrypted (gateway/vault.py)."""
+    options = dict(spec.options)
+    if options.get("headers"):
+        kept = ((stored.options or {}).get("headers") or {}) if stored is not None else {}
+        options["headers"] = vault.seal_headers(options["headers"], kept)
+    return options
 
 
 def _provider_initial(row: Provider) -> dict[str, Any]:

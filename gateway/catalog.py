@@ -354,7 +354,7 @@ def provider_key(api_key: str) -> str:
 def request_headers(provider: ProviderSpec, key: str) -> dict[str, str]:
     """The provider's own headers (env refs resolved) and its dialect's credentials."""
     headers = {
-        name.lower(): vault.resolve_env(value) if vault.env_name(value) else value
+        name.lower(): vault.open_value(value)
         for name, value in (provider.options.get("headers") or {}).items()
     }
     headers["accept"] = "application/json"

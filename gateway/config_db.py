@@ -123,15 +123,29 @@ def _provider_values(
     provider: ProviderSpec, position: int, row: Provider | None, path: str
 ) -> dict[str, Any]:
     key_env, key_encrypted = _provider_secret(provider.api_key, row, path)
+    options = dict(provider.options)
+    if options.get("headers"):
+        stored = (row.options or {}).get("headers") or {} if row is not None else {}
+        options["headers"] = _sealed_headers(options["headers"], stored, f"{path}.headers")
     return {
         "type": provider.type,
         "endpoint": provider.endpoint,
         "api_key_env": key_env,
         "api_key_encrypted": key_encrypted,
         "enabled": provider.enabled,
-        "options": dict(provider.options),
+        "options": options,
         "position": position,
     }
+
+
+def _sealed_headers(headers: dict[str, str], stored: dict[str, str], path: str) -> dict[str, str]:
+    for name, value in headers.items():
+        if value.startswith(vault.ENCRYPTED_PREFIX) and not vault.can_open(value):
+            raise ConfigError(
+                f"{path}.{name}",
+                "cannot be decrypted with this server's data key (PROXY_SECRETS_KEY)",
+            )
+    return vault.seal_headers(headers, stored)
 
 
 def _provider_secret(api_key: str, row: Provider | None, path: str) -> tuple[str, str]:

@@ -46,12 +46,17 @@ class ProxyRequest:
         return [s for s in stops if isinstance(s, str)] if isinstance(stops, list) else []
 
 
-def _resolve(value: str) -> str:
-    return vault.resolve_env(value) if vault.env_name(value) else value
-
-
 def _provider_headers(provider: ProviderConf) -> dict[str, str]:
-    return {k.lower(): _resolve(v) for k, v in (provider.options.get("headers") or {}).items()}
+    headers = provider.options.get("headers") or {}
+    return {k.lower(): vault.open_value(v) for k, v in headers.items()}
+
+
+def provider_secrets(provider: ProviderConf) -> tuple[str, ...]:
+    """What the proxy sends this provider that must never be shown back: its key and its
+    credential-like header values. Some providers echo the key in an error message."""
+    values = [provider.api_key()]
+    values += [v for k, v in _provider_headers(provider).items() if vault.is_credential_header(k)]
+    return tuple(value for value in values if value)
 
 
 # --- Anthropic ---------------------------------------------------------------------------
@@ -149,10 +154,12 @@ def outbound(req: ProxyRequest, route: RouteConf) -> Outbound:
 
 
 def relay_for(response: aiohttp.ClientResponse, req: ProxyRequest, route: RouteConf) -> Relay:
+    secrets = provider_secrets(route.provider)
     if route.provider.dialect != "openai":
-        return AnthropicRelay(response)
+        return AnthropicRelay(response, secrets=secrets)
     return ConvertedRelay(
         response,
+        secrets=secrets,
         model=route.name,
         provider=route.provider.name,
         stop_sequences=req.stop_sequences,
@@ -187,5 +194,9 @@ def status_error(response: aiohttp.ClientResponse, body: bytes, route: RouteConf
     if route.provider.dialect == "openai":
         _, _, message = anthropic_error_from_openai(response.status, body)
         error.message, error.body = message or error.message, b""
-        error.args = (error.message,)
+    secrets = provider_secrets(route.provider)
+    error.message = vault.scrub(error.message, secrets)
+    if error.body:
+        error.body = vault.scrub(error.body.decode("utf-8", "replace"), secrets).encode()
+    error.args = (error.message,)
     return error

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from gateway import vault
 from gateway.streamwatch import StreamWatch
 from gateway.translate.errors import error_event
 from gateway.translate.sse import SSEDecoder, parse_block
@@ -34,16 +35,23 @@ def _midstream_error_type(exc: UpstreamError) -> str:
     return "api_error"
 
 
+REDACTED = vault.REDACTED.encode()
+
+
 class Relay:
     """Reads chunks, turns them into client bytes, and knows where the commit point is."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, *, secrets: tuple[str, ...] = ()) -> None:
         self.response = response
         self.first_content_at: float | None = None
         self.last_event_at: float | None = None
         self.failure: UpstreamError | None = None
         self._decoder = SSEDecoder()
         self._chunks = response.content.iter_any()
+        # What this provider was sent and must not be shown back (an echoed key). Relayed
+        # bytes are whole events, so a secret is never split across two of them.
+        self._secrets = tuple(s for s in secrets if len(s) >= 8)
+        self._secret_bytes = tuple(s.encode() for s in self._secrets)
 
     # what a dialect defines
     def _take(self, chunk: bytes) -> tuple[bytes, bool]:
@@ -66,7 +74,14 @@ class Relay:
         data, content = self._take(chunk)
         if data:
             self.last_event_at = time.monotonic()
+            for secret in self._secret_bytes:
+                if secret in data:
+                    data = data.replace(secret, REDACTED)
         return data, content
+
+    def _stream_error(self) -> str | None:
+        error = self._upstream_error()
+        return vault.scrub(error, self._secrets) if error else None
 
     async def until_commit(self) -> bytes:
         """Read until the first content; return everything produced so far."""
@@ -78,7 +93,7 @@ class Relay:
                 if content:  # output came first: an error after it is the client's to see
                     self.first_content_at = self.last_event_at or time.monotonic()
                     return b"".join(buffered)
-                error = self._upstream_error()
+                error = self._stream_error()
                 if error:
                     raise UpstreamError("stream_error", error)
         tail = self._finish()
@@ -104,7 +119,7 @@ class Relay:
             tail = self._finish()
             if tail:
                 yield tail
-        elif not self._upstream_error():
+        elif not self._stream_error():
             yield error_event(_midstream_error_type(self.failure), self.failure.describe())
 
     async def aclose(self) -> None:
@@ -130,8 +145,8 @@ def _only_deltas(chunk: bytes) -> bool:
 class AnthropicRelay(Relay):
     """An Anthropic SSE stream relayed event by event without re-encoding."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        super().__init__(response)
+    def __init__(self, response: aiohttp.ClientResponse, *, secrets: tuple[str, ...] = ()) -> None:
+        super().__init__(response, secrets=secrets)
         self.watch = StreamWatch()
 
     def _take(self, chunk: bytes) -> tuple[bytes, bool]:
@@ -158,7 +173,7 @@ class AnthropicRelay(Relay):
 
     def _finish(self) -> bytes:
         if self.watch.error_type:
-            self.failure = UpstreamError("stream_error", self._upstream_error() or "")
+            self.failure = UpstreamError("stream_error", self._stream_error() or "")
         elif not self.watch.finished:
             self.failure = UpstreamError("reset", "the stream ended before message_stop")
             return error_event("api_error", self.failure.describe())
@@ -180,8 +195,9 @@ class ConvertedRelay(Relay):
         provider: str,
         stop_sequences: Sequence[str] = (),
         input_tokens_hint: int = 0,
+        secrets: tuple[str, ...] = (),
     ) -> None:
-        super().__init__(response)
+        super().__init__(response, secrets=secrets)
         self.converter = StreamConverter(
             model=model,
             stop_sequences=stop_sequences,
@@ -203,7 +219,7 @@ class ConvertedRelay(Relay):
         frames = [self.converter.feed(event) for event in self._decoder.close()]
         tail = b"".join(b"".join(f) for f in frames) + b"".join(self.converter.close())
         if self.converter.error:
-            self.failure = UpstreamError("stream_error", self._upstream_error() or "")
+            self.failure = UpstreamError("stream_error", self._stream_error() or "")
         elif not self.converter.finished:
             self.failure = UpstreamError("reset", "the stream ended without a finish reason")
         return tail

@@ -165,17 +165,17 @@ def anthropic_headers(
     headers["content-type"] = "application/json"
     headers["accept-encoding"] = "gzip, deflate"
     for name, value in (provider.options.get("headers") or {}).items():
-        headers[name.lower()] = _resolve(value)
+        headers[name.lower()] = _open(value)
     key = provider.api_key()
     if key:
         headers["x-api-key"] = key
     return headers
 
 
-def _resolve(value: str) -> str:
+def _open(value: str) -> str:
     from gateway import vault
 
-    return vault.resolve_env(value) if vault.env_name(value) else value
+    return vault.open_value(value)
 
 
 def timeout_for(deadlines: Deadlines, stream: bool = True) -> aiohttp.ClientTimeout:

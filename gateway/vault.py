@@ -15,7 +15,9 @@ processes follow a rotation made by the command.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -111,6 +113,72 @@ def reencrypt(token: str) -> str:
         return _fernet().rotate(token.encode()).decode()
     except (InvalidToken, ValueError) as exc:
         raise SecretError("cannot decrypt a stored secret with this data key") from exc
+
+
+REDACTED = "[redacted]"
+_CREDENTIAL_WORDS = ("auth", "key", "token", "secret", "cookie", "password")
+_SHORTEST_SECRET = 8  # shorter values are not worth hiding and would mangle ordinary text
+
+
+def is_credential_header(name: str) -> bool:
+    """A header whose value is a credential (by its name): masked, never shown back."""
+    lowered = name.lower()
+    return any(word in lowered for word in _CREDENTIAL_WORDS)
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """`text` with every occurrence of each secret replaced by REDACTED."""
+    for secret in secrets:
+        if len(secret) >= _SHORTEST_SECRET and secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def seal_headers(headers: Mapping[str, str], stored: Mapping[str, str]) -> dict[str, str]:
+    """Provider headers as stored: credential-like literal values encrypted
+    (`encrypted:<token>`), keeping the stored token when the value has not changed, so a
+    re-import changes nothing. `env.NAME` references and other headers stay as written."""
+    sealed = {}
+    for name, value in headers.items():
+        if not is_credential_header(name) or value.startswith((ENV_PREFIX, ENCRYPTED_PREFIX)):
+            sealed[name] = value
+            continue
+        kept = stored.get(name, "")
+        if kept.startswith(ENCRYPTED_PREFIX) and _opens_to(kept, value):
+            sealed[name] = kept
+        else:
+            sealed[name] = ENCRYPTED_PREFIX + encrypt(value)
+    return sealed
+
+
+def can_open(sealed: str) -> bool:
+    try:
+        decrypt(sealed.removeprefix(ENCRYPTED_PREFIX))
+    except SecretError:
+        return False
+    return True
+
+
+def _opens_to(sealed: str, value: str) -> bool:
+    try:
+        return decrypt(sealed.removeprefix(ENCRYPTED_PREFIX)) == value
+    except SecretError:
+        return False
+
+
+@functools.lru_cache(maxsize=512)
+def _opened(token: str, keys: object) -> str:
+    return decrypt(token)
+
+
+def open_value(value: str) -> str:
+    """A stored header value as it is sent: decrypted, or resolved from the environment.
+    Decryptions are cached (per data key), so the request path pays a dict lookup."""
+    if value.startswith(ENCRYPTED_PREFIX):
+        return _opened(value.removeprefix(ENCRYPTED_PREFIX), _fernet())
+    if env_name(value):
+        return resolve_env(value)
+    return value
 
 
 def env_name(reference: str) -> str | None:

@@ -208,18 +208,20 @@ def test_options_are_stored_as_the_config_file_stores_them(staff: Client) -> Non
     options = "connectTimeout: 2s\nheaders:\n  x-api-key: hdr-canary-5ecret\n  x-team: blue\n"
     staff.post("/dashboard/providers/new/", provider_form(options=options))
     provider = Provider.objects.get(name="newco")
+    sealed = provider.options["headers"]["x-api-key"]
     assert provider.options == {
         "connectTimeout": 2.0,
-        "headers": {"x-api-key": "hdr-canary-5ecret", "x-team": "blue"},
+        "headers": {"x-api-key": sealed, "x-team": "blue"},  # credentials encrypted at rest
     }
+    assert sealed.startswith("encrypted:") and vault.open_value(sealed) == "hdr-canary-5ecret"
     edit = staff.get(f"/dashboard/providers/{provider.pk}/edit/").content.decode()
     assert "connectTimeout: 2s" in edit and "x-team: blue" in edit
-    assert "hdr-canary-5ecret" not in edit
+    assert "hdr-canary-5ecret" not in edit and sealed not in edit
     masked = "connectTimeout: 3s\nheaders:\n  x-api-key: ••••\n  x-team: blue\n"
     staff.post(f"/dashboard/providers/{provider.pk}/edit/", provider_form(options=masked))
     provider.refresh_from_db()
     assert provider.options["connectTimeout"] == 3.0
-    assert provider.options["headers"]["x-api-key"] == "hdr-canary-5ecret"
+    assert provider.options["headers"]["x-api-key"] == sealed  # kept as stored
 
 
 def test_models_are_created_and_edited_with_validated_options(

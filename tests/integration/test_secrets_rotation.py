@@ -39,7 +39,9 @@ def rotate() -> str:
 def test_rotation_reencrypts_every_secret_and_drops_the_old_key(
     proxy: LiveProxy, upstream: FakeUpstream
 ) -> None:
-    builders.route(builders.provider("p", upstream.url), "upstream-a", alias="claude-*")
+    sealed = vault.seal_headers({"x-auth-token": "canary-header-0123456789"}, {})
+    provider = builders.provider("p", upstream.url, headers=sealed)
+    builders.route(provider, "upstream-a", alias="claude-*")
     key = builders.client_key()
     pending = PendingConfig.objects.create(
         text_encrypted=vault.encrypt("providers: {}\n# sk-pending-canary"), source="f.yaml"
@@ -58,6 +60,9 @@ def test_rotation_reencrypts_every_secret_and_drops_the_old_key(
         Fernet(old_keys[0].encode()).decrypt(token.encode())
     with pytest.raises(vault.SecretError):
         vault.decrypt(old_token)  # the old key is really gone
+    header = Provider.objects.get().options["headers"]["x-auth-token"]
+    assert header != sealed["x-auth-token"]
+    assert vault.open_value(header) == "canary-header-0123456789"
     pending.refresh_from_db()
     assert pending.text.endswith("sk-pending-canary")
 
@@ -65,6 +70,7 @@ def test_rotation_reencrypts_every_secret_and_drops_the_old_key(
     response = httpx.post(f"{proxy.url}/v1/messages", json=HELLO, headers={"x-api-key": key})
     assert response.status_code == 200
     assert upstream.requests[-1].header("x-api-key") == builders.UPSTREAM_SECRET
+    assert upstream.requests[-1].header("x-auth-token") == "canary-header-0123456789"
 
 
 @pytest.mark.django_db

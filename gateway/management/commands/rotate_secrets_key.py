@@ -27,10 +27,20 @@ def reencrypt_all() -> int:
 
     count = 0
     with transaction.atomic():
-        for provider in Provider.objects.select_for_update().exclude(api_key_encrypted=""):
-            provider.api_key_encrypted = vault.reencrypt(provider.api_key_encrypted)
-            provider.save(update_fields=["api_key_encrypted"])
-            count += 1
+        for provider in Provider.objects.select_for_update():
+            fields = []
+            if provider.api_key_encrypted:
+                provider.api_key_encrypted = vault.reencrypt(provider.api_key_encrypted)
+                fields.append("api_key_encrypted")
+            headers = (provider.options or {}).get("headers") or {}
+            for name, value in headers.items():
+                if value.startswith(vault.ENCRYPTED_PREFIX):
+                    token = vault.reencrypt(value.removeprefix(vault.ENCRYPTED_PREFIX))
+                    headers[name] = vault.ENCRYPTED_PREFIX + token
+                    fields.append("options")
+            if fields:
+                provider.save(update_fields=sorted(set(fields)))
+                count += 1
         for pending in PendingConfig.objects.select_for_update():
             pending.text_encrypted = vault.reencrypt(pending.text_encrypted)
             pending.save(update_fields=["text_encrypted"])
