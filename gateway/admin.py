@@ -10,6 +10,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from dashboard.throttle import ThrottledAdminAuthenticationForm
 from gateway import vault
 from gateway.auth import display_prefix, hash_key, new_key
 from gateway.models import ApiKey, Attempt, ConfigVersion, ModelRoute, Provider, RequestLog
@@ -67,6 +68,10 @@ class RouteInline(admin.TabularInline):
     model = ModelRoute
     extra = 0
     fields = ["name", "alias", "context", "weight", "thinking", "enabled", "position"]
+
+
+# The admin's login counts failed sign-ins like the dashboard's (dashboard/throttle.py).
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
 @admin.register(Provider)

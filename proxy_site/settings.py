@@ -202,6 +202,38 @@ LOGOUT_REDIRECT_URL = "/dashboard/login/"
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
+# HTTPS=on: the dashboard is reached over TLS, usually through a reverse proxy that sets
+# X-Forwarded-Proto. Cookies are then sent over TLS only, plain-HTTP page requests are
+# redirected, and browsers are told to use HTTPS (HSTS); `manage.py check --deploy` is
+# clean. /v1 and /health are answered before Django and are not redirected.
+HTTPS = envbool("HTTPS")
+if HTTPS:
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = envint("HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = envbool("HSTS_PRELOAD", True)  # a header flag; listing is opt-in
+CSRF_TRUSTED_ORIGINS = [
+    origin.strip()
+    for origin in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",")
+    if origin.strip()
+]
+
+# Failed sign-ins (dashboard and admin) before a lockout of LOGIN_LOCKOUT_SECONDS.
+AUTHENTICATION_BACKENDS = ["dashboard.throttle.ThrottledModelBackend"]
+LOGIN_FAILURES_PER_USER = envint("LOGIN_FAILURES_PER_USER", 5)
+LOGIN_FAILURES_PER_IP = envint("LOGIN_FAILURES_PER_IP", 20)
+LOGIN_LOCKOUT_SECONDS = envint("LOGIN_LOCKOUT_SECONDS", 15 * 60)
+if REDIS_URL:  # shared by every process, so a lockout holds across workers and hosts
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"{REDIS_PREFIX}:cache",
+        }
+    }
+
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
