@@ -60,11 +60,42 @@ def _require_messages(payload: dict[str, Any]) -> None:
             raise BadRequest(f"messages.{i}: needs `role` and `content`")
 
 
+# Optional fields the proxy itself reads (routing, conversion): the type the Messages API
+# gives each, and how to say it. Anything else is the provider's to judge.
+_FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "system": ((str, list), "a string or a list of content blocks"),
+    "tools": ((list,), "a list"),
+    "stop_sequences": ((list,), "a list"),
+    "tool_choice": ((dict,), "an object"),
+    "thinking": ((dict,), "an object"),
+    "metadata": ((dict,), "an object"),
+    "temperature": ((int, float), "a number"),
+    "top_p": ((int, float), "a number"),
+    "top_k": ((int, float), "a number"),
+}
+_ITEM_TYPES: dict[str, tuple[type, str]] = {
+    "tools": (dict, "an object"),
+    "stop_sequences": (str, "a string"),
+}
+
+
+def _check_types(payload: dict[str, Any]) -> None:
+    for name, (types, what) in _FIELD_TYPES.items():
+        value = payload.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            raise BadRequest(f"{name}: must be {what}")
+    for name, (item_type, what) in _ITEM_TYPES.items():
+        for i, item in enumerate(payload.get(name) or ()):
+            if not isinstance(item, item_type):
+                raise BadRequest(f"{name}.{i}: must be {what}")
+
+
 def messages_body(body: bytes) -> MessagesBody:
     """POST /v1/messages: model, messages and max_tokens are required."""
     payload = _load(body)
     model = _require_model(payload)
     _require_messages(payload)
+    _check_types(payload)
     max_tokens = payload.get("max_tokens")
     if max_tokens is None:
         raise BadRequest("max_tokens: Field required")
@@ -81,4 +112,5 @@ def count_tokens_body(body: bytes) -> MessagesBody:
     payload = _load(body)
     model = _require_model(payload)
     _require_messages(payload)
+    _check_types(payload)
     return MessagesBody(payload, model, False)
