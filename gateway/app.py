@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
+from gateway import lifecycle
 from gateway.runtime import Runtime
 from gateway.translate.errors import error_json
 
@@ -178,6 +179,7 @@ class GatewayApp:
 async def _cancel_on_disconnect(work: Awaitable[None], receive: Receive) -> None:
     """Run `work`; cancel it as soon as the client disconnects."""
     task = asyncio.ensure_future(work)
+    lifecycle.STATE.track(task)  # ended with an error if still running when grace is over
     watcher = asyncio.ensure_future(_until_disconnect(receive))
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)

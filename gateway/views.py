@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 
-from gateway import auth, routing
+from gateway import auth, lifecycle, routing
 from gateway.affinity import session_of
 from gateway.app import Request, Send, send_error, send_response
 from gateway.capture import Capture
@@ -22,14 +22,22 @@ from gateway.logbook import AttemptEntry, Entry
 from gateway.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from gateway.runtime import Runtime
 from gateway.tokens import estimate_input_tokens
-from gateway.translate.errors import error_body
+from gateway.translate.errors import error_body, error_event
 from gateway.translate.request import server_tool_reason
+from gateway.upstream import UpstreamError
 from gateway.validate import BadRequest, MessagesBody, count_tokens_body, messages_body
 
 
 def _new_entry(request: Request) -> Entry:
     user_agent = request.headers.get(b"user-agent", b"").decode("latin-1")
     return Entry(created_at=datetime.now(UTC), path=request.path, user_agent=user_agent)
+
+
+async def _refuse_at_shutdown(entry: Entry, send: Send) -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+    await _reject(entry, send, 529, f"{lifecycle.ENDING}; retry", {"retry-after": "1"})
 
 
 def _fail(entry: Entry, status: int, message: str) -> None:
@@ -92,6 +100,9 @@ async def _exchange(
                 runtime.limiter.release(key.id, key.limits)
                 runtime.limiter.spend(key.id, entry.input_tokens + entry.output_tokens)
     except asyncio.CancelledError:
+        if lifecycle.ended_by_shutdown(asyncio.current_task()) and not entry.status:
+            await _refuse_at_shutdown(entry, send)  # nothing was sent yet: say why
+            return
         entry.outcome = "client_cancelled"
         entry.status = entry.status or 499
         raise
@@ -183,6 +194,8 @@ async def _deliver(
         await _send_committed(outcome, req, entry, send)
         failure = outcome.stream.failure if outcome.stream is not None else None
         verdict = "failure" if failure is not None else "success"
+        if failure is not None and failure.kind == "shutdown":
+            verdict = "neutral"  # our own shutdown says nothing about the provider
     finally:
         await outcome.aclose()
         runtime.health.finished(key)
@@ -255,10 +268,15 @@ async def _send_committed(outcome: Committed, req: ProxyRequest, entry: Entry, s
     )
     await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
     await send({"type": "http.response.body", "body": outcome.head, "more_body": True})
-    async for data in relay.rest():
-        if capture is not None:
-            capture.answer(data)
-        await send({"type": "http.response.body", "body": data, "more_body": True})
+    try:
+        async for data in relay.rest():
+            if capture is not None:
+                capture.answer(data)
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+    except asyncio.CancelledError:
+        if not lifecycle.ended_by_shutdown(asyncio.current_task()):
+            raise
+        await _end_stream_at_shutdown(relay, send)
     await send({"type": "http.response.body", "body": b""})
     if relay.failure is not None:
         entry.outcome = "error"
@@ -270,6 +288,17 @@ async def _send_committed(outcome: Committed, req: ProxyRequest, entry: Entry, s
     _take_usage(
         entry, outcome, relay.usage, relay.first_content_at, relay.last_event_at, req.started
     )
+
+
+async def _end_stream_at_shutdown(relay: Any, send: Send) -> None:
+    """The grace period is over: end the stream the way a broken upstream would, with an
+    error event clients know to retry."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+    relay.failure = UpstreamError("shutdown", lifecycle.ENDING)
+    frame = error_event("overloaded_error", f"{lifecycle.ENDING}; retry")
+    await send({"type": "http.response.body", "body": frame, "more_body": True})
 
 
 def _take_usage(
@@ -372,9 +401,14 @@ async def list_models(runtime: Runtime, request: Request, send: Send) -> None:
 
 
 async def health(runtime: Runtime, request: Request, send: Send) -> None:
-    """GET /health: liveness for load balancers; no database call."""
-    payload = {"status": "ok", "config_version": runtime.snapshot.version}
-    await send_response(send, 200, json.dumps(payload).encode())
+    """GET /health: liveness for load balancers; no database call. 503 while draining
+    (shutting down), so that a load balancer sends new requests elsewhere."""
+    draining = lifecycle.STATE.draining
+    payload = {
+        "status": "draining" if draining else "ok",
+        "config_version": runtime.snapshot.version,
+    }
+    await send_response(send, 503 if draining else 200, json.dumps(payload).encode())
 
 
 def _metrics_token_ok(request: Request) -> bool:

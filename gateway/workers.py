@@ -33,8 +33,16 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 APP = "proxy_site.asgi:application"
-GRACEFUL_SECONDS = 30  # uvicorn lets open requests and streams finish for this long
-STOP_TIMEOUT = GRACEFUL_SECONDS + 15.0  # then lifespan shutdown (log flush); then SIGKILL
+
+
+# A worker's shutdown: drain, grace, the ending of what is left, the log flush (see
+# gateway/lifecycle.py); the supervisor waits that long plus a margin, then SIGKILLs.
+def stop_timeout_default() -> float:
+    from django.conf import settings
+
+    return settings.DRAIN_SECONDS + settings.SHUTDOWN_GRACE_SECONDS + 30.0
+
+
 POLL_SECONDS = 0.1
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
@@ -57,13 +65,14 @@ def worker_count(value: str) -> int:
 def uvicorn_options(log_level: str) -> dict[str, Any]:
     """The server options every process uses, single or worker (uvloop + httptools were
     measured fastest; see the README's Performance section)."""
+    from gateway.http_protocol import GatewayHttpProtocol
+
     return {
         "loop": "uvloop",
-        "http": "httptools",
+        "http": GatewayHttpProtocol,  # httptools, with the gateway's limits at the door
         "lifespan": "on",
         "log_level": "warning" if log_level == "WARN" else log_level.lower(),
         "access_log": False,
-        "timeout_graceful_shutdown": GRACEFUL_SECONDS,
     }
 
 
@@ -147,13 +156,13 @@ class Supervisor:
         spawn: Spawn,
         *,
         policy: RestartPolicy | None = None,
-        stop_timeout: float = STOP_TIMEOUT,
+        stop_timeout: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.slots = [_Slot(index) for index in range(count)]
         self.spawn = spawn
         self.policy = policy or RestartPolicy()
-        self.stop_timeout = stop_timeout
+        self.stop_timeout = stop_timeout_default() if stop_timeout is None else stop_timeout
         self.clock = clock
         self.stopping = False
         self.gave_up = False
@@ -298,4 +307,14 @@ def serve_worker(host: str, port: int, log_level: str) -> None:
 
     sock = reuseport_socket(host, port)
     config = uvicorn.Config(APP, host=host, port=port, **uvicorn_options(log_level))
-    uvicorn.Server(config).run(sockets=[sock])
+    gateway_server(config).run(sockets=[sock])
+
+
+def gateway_server(config: Any) -> Any:
+    """The server every process runs: uvicorn's, with the drain-then-grace shutdown."""
+    from django.conf import settings
+
+    from gateway.server import GatewayServer
+
+    drain, grace = settings.DRAIN_SECONDS, settings.SHUTDOWN_GRACE_SECONDS
+    return GatewayServer(config, drain=drain, grace=grace)

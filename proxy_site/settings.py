@@ -99,6 +99,11 @@ CLIENT_BODY_TIMEOUT = float(os.environ.get("CLIENT_BODY_TIMEOUT", "60"))
 MAX_CONCURRENT_REQUESTS = envint("MAX_CONCURRENT_REQUESTS", 4096)
 # How often each process reads the budgeted keys' token use from the request log.
 BUDGET_REFRESH_SECONDS = float(os.environ.get("BUDGET_REFRESH_SECONDS", "10"))
+# Shutdown on SIGTERM (gateway/lifecycle.py): keep serving with /health at 503 for
+# DRAIN_SECONDS, then stop accepting and give requests in progress SHUTDOWN_GRACE_SECONDS
+# to finish before ending them with an overloaded_error.
+DRAIN_SECONDS = float(os.environ.get("DRAIN_SECONDS", "5"))
+SHUTDOWN_GRACE_SECONDS = float(os.environ.get("SHUTDOWN_GRACE_SECONDS", "30"))
 # `serve --tps-threshold N` (or TPS_THRESHOLD) overrides routing.tpsThreshold.
 TPS_THRESHOLD = float(os.environ["TPS_THRESHOLD"]) if os.environ.get("TPS_THRESHOLD") else None
 # Body logging: request and response bodies (redacted, capped) on each RequestLog row.

@@ -90,7 +90,10 @@ class Command(BaseCommand):
             return
         import uvicorn
 
-        uvicorn.run(APP, host=host, port=port, **workers.uvicorn_options(settings.LOG_LEVEL))
+        config = uvicorn.Config(
+            APP, host=host, port=port, **workers.uvicorn_options(settings.LOG_LEVEL)
+        )
+        workers.gateway_server(config).run()
 
     def _supervise(
         self, host: str, port: int, server: str, count: int, options: dict[str, Any]
