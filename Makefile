@@ -8,7 +8,7 @@ CONFIG ?= $(if $(wildcard config.yaml),config.yaml,example.config.yaml)
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_DATA := $(CURDIR)/.test-data
 
-.PHONY: install browser-deps run test test-sqlite test-postgres bench lint format clean
+.PHONY: install browser-deps run test test-sqlite test-postgres bench bench-peers lint format clean
 
 install: $(STAMP)
 
@@ -48,6 +48,11 @@ test-postgres: install
 
 bench: install
 	$(PY) -m bench
+
+# The same run plus nginx (Debian nginx-light, via apt) and LiteLLM (its own venv under
+# .bench-peers/), installed on first use.
+bench-peers: install
+	$(PY) -m bench --peers
 
 format: install
 	$(PY) -m ruff format .

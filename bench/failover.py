@@ -118,7 +118,7 @@ def execute(running: stack.Stack, quick: bool) -> list[tuple[Case, RunResult]]:
             proxy.port,
             proxy.proc.pid,
             model=case.model,
-            server="uvicorn",
+            server=case.proxy,
             warmup_model=WARMUP_MODEL,
         )
         limit = TIME_LIMIT[quick]

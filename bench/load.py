@@ -4,17 +4,25 @@ Raw HTTP/1.1 over asyncio streams on uvloop, one keep-alive connection per worke
 HTTP client library would cost more CPU per request than the proxy under test on a
 2-core machine. Talks to the parent over stdio: prints ``ready`` after the warm-up,
 waits for one line on stdin, runs the measured phase, prints one JSON line.
+
+Besides latency it notes, per stream, when the first content event arrived (TTFT: a peer
+may send message_start at once and the first token much later, so the first byte is not
+the first token) and how many SSE events came (CPU per event is the streaming cost).
+`--body-file` sends a recorded request (the 55 KB Claude Code one) instead of a tiny one.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import uvloop
 
@@ -25,6 +33,8 @@ BODY_TEMPLATE = {
 }
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
+FIRST_TOKEN = b"content_block_delta"  # the first event that carries generated content
+EVENT = b"event: "
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,8 @@ class LoadSpec:
     time_limit: float  # seconds for the measured phase; stop issuing requests after it
     model: str = "bench-1"  # which route: bench* is Anthropic-dialect, oai* OpenAI-dialect
     warmup_model: str | None = None  # the warm-up's model, when not `model`
+    body_file: str | None = None  # a recorded request body; its `model` is replaced
+    warmup_time_limit: float | None = None  # seconds for the warm-up; default time_limit
 
 
 @dataclass
@@ -47,6 +59,8 @@ class Tally:
 
     latencies: list[float] = field(default_factory=list)
     ttfbs: list[float] = field(default_factory=list)
+    ttfts: list[float] = field(default_factory=list)  # streams: first content event
+    events: int = 0  # SSE events in the successful stream replies
     errors: Counter[str] = field(default_factory=Counter)
     remaining: int = 0
     deadline: float = 0.0
@@ -63,8 +77,19 @@ class BadResponse(Exception):
     """A response that arrived whole but is not the success the scenario expects."""
 
 
+def base_payload(spec: LoadSpec) -> dict[str, Any]:
+    """The request body before its model is set: the recorded one, keeping its own
+    `stream` flag (the parent reads it too), or the tiny template."""
+    if spec.body_file is None:
+        return {**BODY_TEMPLATE, "stream": spec.stream}
+    payload = json.loads(Path(spec.body_file).read_text())
+    if not isinstance(payload, dict):
+        raise SystemExit(f"{spec.body_file}: not a JSON object")
+    return payload
+
+
 def build_request(spec: LoadSpec, model: str | None = None) -> bytes:
-    payload = {**BODY_TEMPLATE, "model": model or spec.model, "stream": spec.stream}
+    payload = {**base_payload(spec), "model": model or spec.model}
     body = json.dumps(payload).encode()
     head = (
         f"POST /v1/messages HTTP/1.1\r\n"
@@ -115,17 +140,24 @@ class ChunkedBody:
             self.pos = end
 
 
-async def read_chunked(reader: asyncio.StreamReader) -> tuple[bytes, float]:
-    """The de-chunked body and when its first byte arrived."""
+async def read_chunked(reader: asyncio.StreamReader) -> tuple[bytes, float, float]:
+    """The de-chunked body, when its first byte arrived and when the first content event
+    did (0.0 if none). The raw buffer is searched once, from where the last search ended."""
     body = ChunkedBody()
-    first = 0.0
+    first = token = 0.0
+    searched = 0
     while not body.done:
         data = await reader.read(65536)
         if not data:
             raise asyncio.IncompleteReadError(bytes(body.buf), None)
-        first = first or time.perf_counter()
+        now = time.perf_counter()
+        first = first or now
         body.feed(data)
-    return b"".join(body.parts), first
+        if not token:
+            if body.buf.find(FIRST_TOKEN, max(0, searched - len(FIRST_TOKEN))) >= 0:
+                token = now
+            searched = len(body.buf)
+    return b"".join(body.parts), first, token
 
 
 async def read_sized(reader: asyncio.StreamReader, length: int) -> tuple[bytes, float]:
@@ -152,6 +184,16 @@ def check(status: int, body: bytes, stream: bool) -> None:
         raise BadResponse("bad_body")
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """One successful request: times in ms from just before the write."""
+
+    latency: float
+    ttfb: float
+    ttft: float | None = None  # streams only: the first content event
+    events: int = 0  # streams only: SSE events in the reply
+
+
 class Connection:
     """One keep-alive connection, reopened after any failure."""
 
@@ -172,28 +214,33 @@ class Connection:
             self.writer.transport.abort()
         self.reader = self.writer = None
 
-    async def exchange(self) -> tuple[float, float]:
-        """One request; returns (latency, ttfb) in ms from just before the write."""
+    async def exchange(self) -> Exchange:
+        """One request, timed from just before the write."""
         reader, writer = await self._open()
         started = time.perf_counter()
         writer.write(self.request)
         async with asyncio.timeout(READ_TIMEOUT):
             status, headers = await read_head(reader)
             if b"chunked" in headers.get(b"transfer-encoding", b""):
-                body, first = await read_chunked(reader)
+                body, first, token = await read_chunked(reader)
             else:
-                body, first = await read_sized(reader, int(headers.get(b"content-length", 0)))
+                length = int(headers.get(b"content-length", 0))
+                body, first = await read_sized(reader, length)
+                token = first if FIRST_TOKEN in body else 0.0
         ended = time.perf_counter()
         if headers.get(b"connection", b"").lower() == b"close":
             self.close()
         check(status, body, self.spec.stream)
-        return (ended - started) * 1000, (first - started) * 1000
+        if not self.spec.stream:
+            return Exchange((ended - started) * 1000, (first - started) * 1000)
+        ttft = (token - started) * 1000 if token else None
+        return Exchange((ended - started) * 1000, (first - started) * 1000, ttft, body.count(EVENT))
 
 
 async def worker(conn: Connection, tally: Tally) -> None:
     while tally.take():
         try:
-            latency, ttfb = await conn.exchange()
+            done = await conn.exchange()
         except BadResponse as exc:
             tally.errors[str(exc)] += 1
             continue
@@ -209,8 +256,11 @@ async def worker(conn: Connection, tally: Tally) -> None:
             conn.close()
             await asyncio.sleep(0.01)  # do not spin on a server that refuses
             continue
-        tally.latencies.append(latency)
-        tally.ttfbs.append(ttfb)
+        tally.latencies.append(done.latency)
+        tally.ttfbs.append(done.ttfb)
+        if done.ttft is not None:
+            tally.ttfts.append(done.ttft)
+        tally.events += done.events
 
 
 async def run_phase(conns: list[Connection], count: int, limit: float) -> tuple[Tally, float]:
@@ -230,8 +280,10 @@ def _result(tally: Tally, elapsed: float, spec: LoadSpec, cpu: float) -> dict[st
         "elapsed": elapsed,
         "truncated": done < spec.requests,
         "client_cpu": cpu,
+        "events": tally.events,
         "latencies": [round(x, 3) for x in tally.latencies],
         "ttfbs": [round(x, 3) for x in tally.ttfbs],
+        "ttfts": [round(x, 3) for x in tally.ttfts],
     }
 
 
@@ -240,7 +292,8 @@ async def _main(spec: LoadSpec) -> dict[str, object]:
     warmup = build_request(spec, spec.warmup_model)
     conns = [Connection(spec, warmup) for _ in range(spec.concurrency)]
     try:
-        await run_phase(conns, spec.warmup, spec.time_limit)
+        warmup_limit = spec.warmup_time_limit or spec.time_limit
+        await run_phase(conns, spec.warmup, warmup_limit)
         for conn in conns:
             conn.request = request
         print("ready", flush=True)
@@ -265,8 +318,13 @@ def _parse_args(argv: list[str] | None) -> LoadSpec:
     parser.add_argument("--time-limit", type=float, default=60.0)
     parser.add_argument("--model", default="bench-1")
     parser.add_argument("--warmup-model", default=None, help="default: --model")
+    parser.add_argument("--body-file", default=None, help="a JSON request body to send")
+    parser.add_argument("--warmup-time-limit", type=float, default=None)
     args = parser.parse_args(argv)
-    return LoadSpec(**{k.replace("-", "_"): v for k, v in vars(args).items()})
+    spec = LoadSpec(**{k.replace("-", "_"): v for k, v in vars(args).items()})
+    if spec.body_file is not None:  # the recorded body says whether it streams
+        spec = dataclasses.replace(spec, stream=bool(base_payload(spec).get("stream")))
+    return spec
 
 
 def main(argv: list[str] | None = None) -> None:

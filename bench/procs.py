@@ -31,15 +31,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# Never inherited by the bench's children: every service under test keeps its state in
+# the bench's own temporary directory, never in a database named by the caller's shell.
+DROPPED_ENV = ("DATABASE_URL",)
+
+
+def child_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
+    return {**base, **(env or {})}
+
+
 def spawn(
-    argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None
+    argv: Sequence[str],
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path = ROOT,
 ) -> subprocess.Popen[bytes]:
     """Start a child in a new session (its own process group), output to `log_path`."""
     with log_path.open("ab") as log:
         return subprocess.Popen(
             list(argv),
-            cwd=ROOT,
-            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            env=child_env(env),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -66,9 +79,12 @@ def stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str], patience: float 
 
 @contextlib.contextmanager
 def running(
-    argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None
+    argv: Sequence[str],
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path = ROOT,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    proc = spawn(argv, log_path, env)
+    proc = spawn(argv, log_path, env, cwd)
     try:
         yield proc
     finally:

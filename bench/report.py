@@ -22,14 +22,21 @@ COLUMNS = (
     "req/s",
     "p50 ms",
     "p99 ms",
-    "TTFB p50",
-    "TTFB p99",
     "+p50 ms",
     "+p99 ms",
-    "errors",
-    "RSS idle MB",
-    "RSS peak MB",
+    "TTFT p50",
+    "+TTFT p50",
     "CPU s/1k req",
+    "CPU µs/chunk",
+    "RSS peak MB",
+    "errors",
+)
+TABLE_NOTE = (
+    "Latencies in ms from the client's side; +p50/+p99/+TTFT = target minus direct to the "
+    "same fake in the same scenario; TTFT = first content event (streams only); CPU = the "
+    "target's own process tree (none for direct), per 1,000 requests and, for streams, per "
+    "SSE event delivered (= CPU per request / events per reply); RSS = peak of that process "
+    "tree during the scenario's measured phases."
 )
 
 
@@ -92,14 +99,14 @@ def _cells(row: Row) -> list[str]:
         f"{row.rps:.0f}",
         _num(row.p50, 2),
         _num(row.p99, 2),
-        _num(row.ttfb_p50, 2),
-        _num(row.ttfb_p99, 2),
         _num(row.added_p50, 2, signed=True),
         _num(row.added_p99, 2, signed=True),
-        errors,
-        _num(row.rss_idle_mb),
-        _num(row.rss_peak_mb),
+        _num(row.ttft_p50, 2),
+        _num(row.added_ttft_p50, 2, signed=True),
         _num(row.cpu_per_1k, 2),
+        _num(row.cpu_us_per_chunk, 1),
+        _num(row.rss_peak_mb),
+        errors,
     ]
 
 
@@ -127,25 +134,20 @@ def _compare_one(scenario: str, rows: Sequence[Row]) -> str:
     ranked = sorted(rows, key=lambda row: row.rps, reverse=True)
     best, runner_up = ranked[0], ranked[1]
     ratio = best.rps / runner_up.rps if runner_up.rps else float("inf")
-    text = (
+    return (
         f"- **{scenario}**: {best.target} wins on req/s by {ratio:.2f}x "
         f"({best.rps:.0f} vs {runner_up.rps:.0f}; per round: "
         + "; ".join(f"{r.target} " + "/".join(f"{x:.0f}" for x in r.rps_by_round) for r in rows)
         + "). Added p50: "
         + ", ".join(f"{r.target} {_num(r.added_p50, 2, signed=True)} ms" for r in rows)
+        + "."
     )
-    by_added = [r for r in rows if r.added_p50 is not None]
-    if len(by_added) >= 2:
-        low = min(by_added, key=lambda r: r.added_p50 or 0.0)
-        others = [r for r in by_added if r is not low]
-        gap = min((r.added_p50 or 0.0) - (low.added_p50 or 0.0) for r in others)
-        text += f" ({low.target} lower by {gap:.2f} ms)"
-    return text + "."
 
 
-def comparison(rows: Sequence[Row]) -> list[str]:
-    """Servers head to head (on the Anthropic-dialect route) at the highest concurrency."""
-    proxies = [row for row in rows if row.target != "direct" and " " not in row.target]
+def comparison(rows: Sequence[Row], servers: Sequence[str]) -> list[str]:
+    """The proxy on each ASGI server (`servers`: their target names), head to head on the
+    Anthropic-dialect route at the highest concurrency of the run."""
+    proxies = [row for row in rows if row.target in servers]
     if len({row.target for row in proxies}) < 2:
         return []
     top = max(int(row.scenario.rsplit("-c", 1)[1]) for row in proxies)
@@ -176,7 +178,8 @@ def render(
     notes: Sequence[str],
     sections: Sequence[str] = (),
 ) -> str:
-    """The whole report; `sections` (Markdown, each with its own heading) go before Notes."""
+    """The whole report: the table, then `sections` (Markdown, each with its own heading:
+    the Targets, the failover figures), the CPU breakdown and the notes."""
     m = meta["machine"]
     parts = [
         f"# anthropic-proxy bench: {m['date']}",
@@ -188,15 +191,14 @@ def render(
         "",
         table(rows),
         "",
-        "Latencies in ms; TTFB = first response body byte; +p50/+p99 = proxy minus direct; "
-        "CPU s/1k req = proxy process CPU seconds per 1,000 requests.",
+        TABLE_NOTE,
     ]
-    versus = comparison(rows)
-    if versus:
-        parts += ["", "## uvicorn vs daphne", "", *versus]
-    parts += ["", "## CPU per 1,000 requests (seconds)", "", cpu_table(rows), "", CPU_NOTE]
     for section in sections:
         parts += ["", section]
+    versus = comparison(rows, meta.get("servers", ()))
+    if versus:
+        parts += ["", "## ASGI servers", "", *versus]
+    parts += ["", "## CPU per 1,000 requests (seconds)", "", cpu_table(rows), "", CPU_NOTE]
     noise = noise_note(rows)
     notes = [*notes, noise] if noise else list(notes)
     if notes:
@@ -205,9 +207,10 @@ def render(
 
 
 def run_summary(run: RunResult) -> dict[str, Any]:
-    load = {k: v for k, v in run.load.items() if k not in ("latencies", "ttfbs")}
-    lat, ttfb = run.load["latencies"], run.load["ttfbs"]
-    for name, values in (("latency", lat), ("ttfb", ttfb)):
+    samples = ("latencies", "ttfbs", "ttfts")
+    load = {k: v for k, v in run.load.items() if k not in samples}
+    for name, key in (("latency", "latencies"), ("ttfb", "ttfbs"), ("ttft", "ttfts")):
+        values = run.load.get(key, [])
         for q in (50, 90, 99, 100):
             load[f"{name}_p{q}_ms"] = percentile(values, q)
     summary = {k: v for k, v in asdict(run).items() if k != "load"}
@@ -220,15 +223,17 @@ def write(
     runs: Sequence[RunResult],
     text: str,
     extra: Mapping[str, Any] | None = None,
+    where: Path = RESULTS_DIR,
 ) -> Path:
-    """latest.md and latest.json; `extra` adds top-level keys to the JSON."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "latest.md").write_text(text)
+    """latest.md and latest.json in `where`; `extra` adds top-level keys to the JSON."""
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "latest.md").write_text(text)
     payload = {
         **meta,
+        "columns": list(COLUMNS),
         "rows": [asdict(row) for row in rows],
         "runs": [run_summary(run) for run in runs],
         **(extra or {}),
     }
-    (RESULTS_DIR / "latest.json").write_text(json.dumps(payload, indent=2) + "\n")
-    return RESULTS_DIR
+    (where / "latest.json").write_text(json.dumps(payload, indent=2) + "\n")
+    return where

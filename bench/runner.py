@@ -25,15 +25,19 @@ class Scenario:
     requests: int  # per round
     warmup: int
     rounds: int = 1
+    upstream: str = "fast"  # which fake answers: "fast" (at once) or "slow" (paced)
+    body_file: str | None = None  # a recorded request body instead of the tiny one
+    time_limit: float = 20.0  # seconds for one round's measured phase
+    warmup_limit: float | None = None  # seconds for one round's warm-up; None: time_limit
 
 
 @dataclass(frozen=True)
 class Target:
-    name: str  # "direct", the ASGI server's name, or "<server> openai"
+    name: str  # "direct", "proxy", "proxy openai", "litellm", ...
     port: int
-    pid: int | None  # the proxy's PID; None for the fake upstream itself
+    pid: int | None  # the root of the measured process tree; None for the fake itself
     model: str = "bench-1"  # the route asked for: bench* Anthropic-dialect, oai* OpenAI
-    server: str | None = None  # the proxy serving this target
+    server: str | None = None  # the service (stack.Stack.services key) serving this target
     warmup_model: str | None = None  # the route the warm-up asks for, when not `model`
 
 
@@ -82,6 +86,10 @@ def load_argv(scenario: Scenario, target: Target, time_limit: float) -> list[str
     argv += ["--concurrency", str(scenario.concurrency), "--requests", str(scenario.requests)]
     argv += ["--warmup", str(scenario.warmup), "--time-limit", str(time_limit)]
     argv += ["--model", target.model]
+    if scenario.warmup_limit is not None:
+        argv += ["--warmup-time-limit", str(scenario.warmup_limit)]
+    if scenario.body_file is not None:
+        argv += ["--body-file", scenario.body_file]
     if target.warmup_model is not None:
         argv += ["--warmup-model", target.warmup_model]
     return [*argv, "--stream"] if scenario.stream else argv

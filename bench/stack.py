@@ -1,5 +1,7 @@
-"""The processes under test: one fake upstream, one configured proxy per ASGI server, and
-(for the failover figures) two more uvicorn proxies with failover routes of their own."""
+"""The processes under test: two fake upstreams (one answering at once, one paced like a
+real model), the proxy (one per ASGI server, and optionally one more with several
+workers), the peers when asked for, and (for the failover figures) two more uvicorn
+proxies with failover routes of their own. Every one is stopped by PID on exit."""
 
 from __future__ import annotations
 
@@ -7,14 +9,18 @@ import contextlib
 import shutil
 import sqlite3
 import subprocess
+import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import procs
+from bench.service import FAST, SLOW, Service
 
 API_KEY = "sk-bench-client-key-0123456789"
+# Models: bench* and real-* Anthropic-dialect, oai* and realoai-* OpenAI-dialect (the same
+# fakes, converted both ways); bench*/oai* on the fast fake, real-*/realoai-* the paced one.
 CONFIG_TEMPLATE = """\
 providers:
   fake:
@@ -25,6 +31,14 @@ providers:
     type: openai
     endpoint: http://127.0.0.1:{port}
     apiKey: sk-fake
+  paced:
+    type: anthropic
+    endpoint: http://127.0.0.1:{slow_port}
+    apiKey: sk-fake
+  paced_openai:
+    type: openai
+    endpoint: http://127.0.0.1:{slow_port}
+    apiKey: sk-fake
 models:
   - name: claude-bench
     provider: fake
@@ -32,6 +46,12 @@ models:
   - name: gpt-bench
     provider: fake_openai
     alias: "oai*"
+  - name: claude-real
+    provider: paced
+    alias: "real-*"
+  - name: gpt-real
+    provider: paced_openai
+    alias: "realoai-*"
 apiKeys: ["{key}"]
 """
 # The failover proxies: for each fault F the faulty upstream model (provider `bad`, the same
@@ -70,37 +90,77 @@ NO_CIRCUIT = "  circuit: {failureThreshold: 1000000, minRequests: 1000000}\n"
 FAILOVER_PROXIES = {"failover": NO_CIRCUIT, "circuit": ""}
 FAULTY_PROVIDER = "bad"
 IDLE_SETTLE = 1.0  # seconds between /health answering and the idle RSS reading
+# The paced fake of the realistic scenario: seconds to the first token, then per token.
+SLOW_TTFT = 0.3
+SLOW_PER_TOKEN = 0.005
 
 
-@dataclass
-class Proxy:
+@dataclass(kw_only=True)
+class Proxy(Service):
     server: str
-    port: int
-    proc: subprocess.Popen[bytes]
     data_dir: Path
-    log_path: Path
-    idle_rss_kb: int = 0
-    after_rss_kb: int = 0
-    sent: int = 0  # requests the load generator sent it, warm-ups included
+    workers: int | None = None  # `serve --workers N`; None: the option not given
     log_rows: int | None = None  # RequestLog rows written by the end
     label: str = ""  # the failover proxies' name ("failover", "circuit"); "" for the others
 
 
+# Starts the peers: (workdir, exit stack, {FAST/SLOW: fake port}) -> their services.
+PeerStarter = Callable[[Path, contextlib.ExitStack, dict[str, int]], list[Service]]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to start."""
+
+    servers: Sequence[str]  # one proxy per ASGI server
+    tokens: int  # text deltas per fake reply
+    failover: bool = False  # the two failover proxies
+    workers: int | None = None  # one more uvicorn proxy with `serve --workers N`
+    peers: PeerStarter | None = None
+
+
 @dataclass
 class Stack:
-    fake_port: int
+    fake_port: int  # the fast fake (the failover section uses it alone)
     fake: subprocess.Popen[bytes]
+    slow_port: int
+    slow_fake: subprocess.Popen[bytes]
     workdir: Path
-    proxies: dict[str, Proxy] = field(default_factory=dict)
+    services: dict[str, Service] = field(default_factory=dict)  # by name, in start order
     failover: dict[str, Proxy] = field(default_factory=dict)  # by label, all uvicorn
+    notes: list[str] = field(default_factory=list)  # what could not start, and why
+
+    @property
+    def proxies(self) -> dict[str, Proxy]:
+        return {n: s for n, s in self.services.items() if isinstance(s, Proxy)}
+
+    def fake_for(self, upstream: str) -> subprocess.Popen[bytes]:
+        return self.slow_fake if upstream == SLOW else self.fake
+
+    @property
+    def fake_ports(self) -> dict[str, int]:
+        return {FAST: self.fake_port, SLOW: self.slow_port}
+
+
+def proxy_name(server: str, workers: int | None = None) -> str:
+    """The target name: "proxy" for the default server, "proxy daphne", "proxy 2 workers"."""
+    name = "proxy" if server == "uvicorn" else f"proxy {server}"
+    return f"{name} {workers} workers" if workers else name
 
 
 def start_fake(
-    workdir: Path, stack: contextlib.ExitStack, tokens: int
+    workdir: Path,
+    stack: contextlib.ExitStack,
+    tokens: int,
+    pacing: tuple[float, float] | None = None,
 ) -> tuple[int, subprocess.Popen[bytes]]:
+    """A fake upstream; `pacing` = (seconds to the first token, seconds per later token)."""
     port = procs.free_port()
-    log_path = workdir / "fake_upstream.log"
+    name = "paced" if pacing else "fast"
+    log_path = workdir / f"fake_upstream_{name}.log"
     argv = [procs.PYTHON, "-m", "bench.upstream_proc", "--port", str(port), "--tokens", str(tokens)]
+    if pacing:
+        argv += ["--ttft", str(pacing[0]), "--per-token", str(pacing[1])]
     fake = stack.enter_context(procs.running(argv, log_path))
     procs.wait_http_ok(f"http://127.0.0.1:{port}/v1/models", fake, log_path)
     return port, fake
@@ -137,46 +197,99 @@ def prepare_data(workdir: Path, configs: dict[str, str]) -> dict[str, Path]:
 
 
 def start_proxy(
-    workdir: Path, template: Path, server: str, stack: contextlib.ExitStack, label: str = ""
+    workdir: Path,
+    template: Path,
+    server: str,
+    stack: contextlib.ExitStack,
+    label: str = "",
+    workers: int | None = None,
+    main: bool = True,
 ) -> Proxy:
-    name = label or server
-    data_dir = workdir / f"data-{name}"
+    """One `manage.py serve`; `main` = the proxy of the default lineup, not a variant."""
+    name = label or proxy_name(server, workers)
+    slug = name.replace(" ", "-")
+    data_dir = workdir / f"data-{slug}"
     shutil.copytree(template, data_dir)
     port = procs.free_port()
-    log_path = workdir / f"proxy-{name}.log"
+    log_path = workdir / f"proxy-{slug}.log"
     argv = [procs.PYTHON, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--server", server]
+    if workers is not None:
+        argv += ["--workers", str(workers)]
     proc = stack.enter_context(procs.running(argv, log_path, {"DATA_DIR": str(data_dir)}))
     procs.wait_http_ok(f"http://127.0.0.1:{port}/health", proc, log_path)
-    return Proxy(server, port, proc, data_dir, log_path, label=label)
+    processes = f"{workers} workers" if workers else "1 process"
+    if label:
+        role = "failover"
+    elif workers:
+        role = "proxy-workers"
+    else:
+        role = "proxy" if main else "proxy-server"
+    return Proxy(
+        name=name,
+        role=role,
+        proc=proc,
+        ports={FAST: port, SLOW: port},
+        log_path=log_path,
+        about=f"`manage.py serve --server {server}`, {processes}",
+        server=server,
+        data_dir=data_dir,
+        workers=workers,
+        label=label,
+    )
+
+
+def _start_workers_proxy(
+    workdir: Path, template: Path, workers: int, stack: Stack, exits: contextlib.ExitStack
+) -> None:
+    """The extra `serve --workers N` proxy; a `serve` without that option is noted, not
+    fatal, so that the rest of the bench still runs."""
+    try:
+        proxy = start_proxy(workdir, template, "uvicorn", exits, workers=workers)
+    except procs.ChildFailed as exc:
+        text = f"`serve --workers {workers}` did not start, so no workers row: {exc}"
+        print(text, file=sys.stderr, flush=True)
+        stack.notes.append(text.splitlines()[0])
+        return
+    stack.services[proxy.name] = proxy
+
+
+def _read_rss(services: Sequence[Service], attribute: str) -> None:
+    for service in services:
+        setattr(service, attribute, procs.rss_kb(procs.process_tree(service.proc.pid)))
 
 
 @contextlib.contextmanager
-def running_stack(
-    workdir: Path, servers: Sequence[str], tokens: int, failover: bool = False
-) -> Iterator[Stack]:
+def running_stack(workdir: Path, plan: Plan) -> Iterator[Stack]:
     """Everything up and idle; on exit every process is stopped, whatever happened."""
     with contextlib.ExitStack() as exits:
-        fake_port, fake = start_fake(workdir, exits, tokens)
-        configs = {"bench": CONFIG_TEMPLATE.format(port=fake_port, key=API_KEY)}
-        if failover:
+        fake_port, fake = start_fake(workdir, exits, plan.tokens)
+        pacing = (SLOW_TTFT, SLOW_PER_TOKEN)
+        slow_port, slow_fake = start_fake(workdir, exits, plan.tokens, pacing)
+        config = CONFIG_TEMPLATE.format(port=fake_port, slow_port=slow_port, key=API_KEY)
+        configs = {"bench": config}
+        if plan.failover:
             for label, circuit in FAILOVER_PROXIES.items():
                 configs[label] = failover_config(fake_port, circuit)
         templates = prepare_data(workdir, configs)
-        stack = Stack(fake_port, fake, workdir)
-        for server in servers:
-            stack.proxies[server] = start_proxy(workdir, templates["bench"], server, exits)
-        if failover:
+        stack = Stack(fake_port, fake, slow_port, slow_fake, workdir)
+        for i, server in enumerate(plan.servers):
+            proxy = start_proxy(workdir, templates["bench"], server, exits, main=i == 0)
+            stack.services[proxy.name] = proxy
+        if plan.workers:
+            _start_workers_proxy(workdir, templates["bench"], plan.workers, stack, exits)
+        if plan.peers is not None:
+            for peer in plan.peers(workdir, exits, stack.fake_ports):
+                stack.services[peer.name] = peer
+        if plan.failover:
             for label in FAILOVER_PROXIES:
                 proxy = start_proxy(workdir, templates[label], "uvicorn", exits, label)
                 stack.failover[label] = proxy
         time.sleep(IDLE_SETTLE)
-        everyone = [*stack.proxies.values(), *stack.failover.values()]
-        for proxy in everyone:
-            proxy.idle_rss_kb = procs.rss_kb(procs.process_tree(proxy.proc.pid))
+        everyone = [*stack.services.values(), *stack.failover.values()]
+        _read_rss(everyone, "idle_rss_kb")
         yield stack
-        for proxy in everyone:
-            proxy.after_rss_kb = procs.rss_kb(procs.process_tree(proxy.proc.pid))
+        _read_rss(everyone, "after_rss_kb")
 
 
 def count_log_rows(proxy: Proxy) -> int | None:
@@ -189,10 +302,10 @@ def count_log_rows(proxy: Proxy) -> int | None:
         return None
 
 
-def log_problems(proxy: Proxy, limit: int = 8) -> tuple[int, list[str]]:
-    """How many lines of the proxy's output look like trouble, and the first few."""
+def log_problems(service: Service, limit: int = 8) -> tuple[int, list[str]]:
+    """How many lines of a service's output look like trouble, and the first few."""
     words = ("ERROR", "Traceback", "WARNING", "Exception", "CRITICAL")
-    lines = procs.log_tail(proxy.log_path, lines=100_000).splitlines()
+    lines = procs.log_tail(service.log_path, lines=100_000).splitlines()
     bad = [line for line in lines if any(word in line for word in words)]
     return len(bad), bad[:limit]
 

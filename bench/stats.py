@@ -44,8 +44,13 @@ class Row:
     p99: float | None
     ttfb_p50: float | None
     ttfb_p99: float | None
+    ttft_p50: float | None = None  # streams: the first content event
+    ttft_p99: float | None = None
     added_p50: float | None = None
     added_p99: float | None = None
+    added_ttft_p50: float | None = None
+    events_per_reply: float | None = None  # streams: SSE events per successful reply
+    cpu_us_per_chunk: float | None = None  # streams: CPU per request / events per reply
     rss_idle_mb: float | None = None
     rss_peak_mb: float | None = None
     cpu_per_1k: float | None = None  # the proxy's CPU seconds per 1,000 requests
@@ -69,6 +74,8 @@ def make_row(runs: Sequence[RunResult], idle_rss_kb: int | None) -> Row:
     """Pool the rounds of one (scenario, target): samples merged, counts and times summed."""
     latencies = [x for r in runs for x in r.load["latencies"]]
     ttfbs = [x for r in runs for x in r.load["ttfbs"]]
+    ttfts = [x for r in runs for x in r.load.get("ttfts", [])]
+    events = sum(int(r.load.get("events", 0)) for r in runs)
     ok = sum(int(r.load["ok"]) for r in runs)
     elapsed = sum(float(r.load["elapsed"]) for r in runs)
     kinds: Counter[str] = Counter()
@@ -76,6 +83,8 @@ def make_row(runs: Sequence[RunResult], idle_rss_kb: int | None) -> Row:
         kinds.update(run.load["error_kinds"])
     proxy_cpu, fake_cpu, client_cpu = _cpu_sums(runs)
     peaks = [r.rss_peak_kb for r in runs if r.rss_peak_kb is not None]
+    cpu_per_1k = _per_1k(proxy_cpu, ok)
+    per_reply = events / ok if events and ok else None
     return Row(
         scenario=runs[0].scenario,
         target=runs[0].target,
@@ -91,9 +100,14 @@ def make_row(runs: Sequence[RunResult], idle_rss_kb: int | None) -> Row:
         p99=percentile(latencies, 99),
         ttfb_p50=percentile(ttfbs, 50),
         ttfb_p99=percentile(ttfbs, 99),
+        ttft_p50=percentile(ttfts, 50),
+        ttft_p99=percentile(ttfts, 99),
+        events_per_reply=per_reply,
+        # s per 1,000 requests = ms per request; x 1000 / events = us per event (chunk)
+        cpu_us_per_chunk=cpu_per_1k * 1000 / per_reply if cpu_per_1k and per_reply else None,
         rss_idle_mb=idle_rss_kb / 1024 if idle_rss_kb else None,
         rss_peak_mb=max(peaks) / 1024 if peaks else None,
-        cpu_per_1k=_per_1k(proxy_cpu, ok),
+        cpu_per_1k=cpu_per_1k,
         fake_cpu_per_1k=_per_1k(fake_cpu, ok),
         client_cpu_per_1k=_per_1k(client_cpu, ok),
         truncated=any(bool(r.load["truncated"]) for r in runs),
@@ -111,10 +125,12 @@ def _cores(runs: Sequence[RunResult], ours: float) -> dict[str, float | None]:
 
 
 def add_overhead(rows: Sequence[Row]) -> None:
-    """Fill each proxy row's added latency from the direct row of the same scenario."""
+    """Fill each target row's added latency and TTFT from the direct row of the same
+    scenario (direct to the fake that scenario uses)."""
     direct = {row.scenario: row for row in rows if row.target == "direct"}
     for row in rows:
         base = direct.get(row.scenario)
         if row.target != "direct" and base is not None:
             row.added_p50 = _diff(row.p50, base.p50)
             row.added_p99 = _diff(row.p99, base.p99)
+            row.added_ttft_p50 = _diff(row.ttft_p50, base.ttft_p50)
