@@ -91,7 +91,9 @@ def process_report(runtime: Runtime, *, charts: bool = True) -> ProcessReport:
     return ProcessReport(
         instance=this_instance(),
         config_version=runtime.snapshot.version,
-        log_dropped=runtime.logbook.dropped,
+        log_dropped=runtime.logbook.dropped + runtime.logbook.rejected,
+        log_waiting=runtime.logbook.waiting,
+        log_failing_for=runtime.logbook.status()["failing_for_seconds"],
         routes=[RouteReport(**asdict(row)) for row in route_rows(runtime)],
         charts={
             provider: {name: metrics.series(provider, name) for name in SERIES}

@@ -13,7 +13,7 @@ weighted the same way. A circuit counts as open when it is open in any process.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from gateway.metrics import MINUTES, RECENT
 
@@ -44,7 +44,9 @@ class ProcessReport(TypedDict):
 
     instance: str  # host:pid
     config_version: int
-    log_dropped: int
+    log_dropped: int  # entries dropped (queue full) or refused by the database
+    log_waiting: NotRequired[int]  # recorded, not yet written
+    log_failing_for: NotRequired[float | None]  # seconds the writer has been failing
     routes: list[RouteReport]
     charts: dict[str, dict[str, Points]]  # provider -> series name -> points
     recent: list[dict[str, Any]]  # finished requests, newest last, "time" in unix seconds
@@ -146,5 +148,9 @@ def _totals(routes: Sequence[RouteReport], reports: Sequence[ProcessReport]) -> 
         "in_flight": sum(r["in_flight"] for r in routes),
         "open_circuits": sum(1 for r in routes if r["circuit"] != "closed"),
         "log_dropped": sum(report["log_dropped"] for report in reports),
+        "log_waiting": sum(report.get("log_waiting", 0) for report in reports),
+        "log_failing_for": max(
+            (report.get("log_failing_for") or 0 for report in reports), default=0
+        ),
         "processes": len(reports),
     }

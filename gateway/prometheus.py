@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway.health import CircuitState, HealthRegistry
@@ -42,8 +42,34 @@ class _HealthCollector(Collector):
         yield circuit
 
 
+class _LogbookCollector(Collector):
+    """The request-log writer's counts, read when Prometheus scrapes."""
+
+    def __init__(self, logbook: Any) -> None:
+        self.logbook = logbook
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        status = self.logbook.status()
+        rows = CounterMetricFamily(
+            "anthropic_proxy_log_rows", "Request-log entries, by fate", labels=["fate"]
+        )
+        for fate in ("written", "dropped", "rejected"):
+            rows.add_metric([fate], status[fate])
+        yield rows
+        yield GaugeMetricFamily(
+            "anthropic_proxy_log_rows_waiting",
+            "Request-log entries recorded and not yet written",
+            value=status["waiting"],
+        )
+        yield GaugeMetricFamily(
+            "anthropic_proxy_log_failing_seconds",
+            "How long the request-log writer has been failing (0: it is not)",
+            value=status["failing_for_seconds"] or 0.0,
+        )
+
+
 class PromMetrics:
-    def __init__(self, health: HealthRegistry) -> None:
+    def __init__(self, health: HealthRegistry, logbook: Any = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         route = ["provider", "model"]
         self.requests = Counter(
@@ -91,6 +117,8 @@ class PromMetrics:
             registry=self.registry,
         )
         self.registry.register(_HealthCollector(health))
+        if logbook is not None:
+            self.registry.register(_LogbookCollector(logbook))
 
     def observe(self, entry: Any) -> None:
         """Count one finished request (an `logbook.Entry`)."""

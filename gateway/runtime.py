@@ -63,7 +63,7 @@ class Runtime:
         self.affinity = AffinityTable()
         self.limiter = Limiter(settings.MAX_CONCURRENT_REQUESTS)
         self.metrics = Metrics()
-        self.prometheus = PromMetrics(self.health)
+        self.prometheus = PromMetrics(self.health, self.logbook)
         self.jsonl: JsonlLog | None = None
         self.circuit_sync: RedisCircuitSync | None = None
         self.config_nudges: ConfigNudges | None = None

@@ -90,3 +90,23 @@ def test_metrics_token_is_required_when_set(proxy: LiveProxy, settings) -> None:
     assert httpx.get(f"{proxy.url}/metrics").status_code == 401
     ok = httpx.get(f"{proxy.url}/metrics", headers={"authorization": "Bearer metrics-secret"})
     assert ok.status_code == 200
+
+
+def test_the_request_log_writer_is_visible(proxy: LiveProxy, upstream: FakeUpstream) -> None:
+    """Written, dropped and waiting entries, and whether the writer is failing."""
+    builders.route(builders.provider("p", upstream.url), "model-a", alias="c*")
+    key = builders.client_key()
+    proxy.reload()
+    body = {"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    for _ in range(3):
+        httpx.post(f"{proxy.url}/v1/messages", json=body, headers={"x-api-key": key})
+    proxy.flush_logs()
+    logbook = proxy.runtime.logbook
+    logbook.dropped, logbook.failing_since = 2, logbook._clock() - 12.0  # as after an outage
+    got = samples(httpx.get(f"{proxy.url}/metrics").text)
+    assert got[("anthropic_proxy_log_rows_total", labels(fate="written"))] == 3
+    assert got[("anthropic_proxy_log_rows_total", labels(fate="dropped"))] == 2
+    assert got[("anthropic_proxy_log_rows_waiting", ())] == 0
+    assert got[("anthropic_proxy_log_failing_seconds", ())] >= 12.0
+    live = httpx.get(f"{proxy.url}/live.json").json()
+    assert live["totals"]["log_dropped"] == 2 and live["totals"]["log_failing_for"] >= 12.0

@@ -41,11 +41,15 @@ def report(
     charts: dict[str, dict[str, list[tuple[int, float | None]]]] | None = None,
     recent: list[dict[str, Any]] | None = None,
     log_dropped: int = 0,
+    log_waiting: int = 0,
+    log_failing_for: float | None = None,
 ) -> ProcessReport:
     return ProcessReport(
         instance=instance,
         config_version=3,
         log_dropped=log_dropped,
+        log_waiting=log_waiting,
+        log_failing_for=log_failing_for,
         routes=routes,
         charts=charts or {},
         recent=recent or [],
@@ -63,7 +67,8 @@ def test_a_single_report_is_shown_as_it_is() -> None:
 def test_counts_add_up_across_processes() -> None:
     a = route(requests_per_min=3, in_flight=2, requests_hour=30, tokens_hour=900, requests_5min=5)
     b = route(requests_per_min=7, in_flight=1, requests_hour=10, tokens_hour=100, requests_5min=5)
-    merged = merge_reports([report("h:1", [a], log_dropped=1), report("h:2", [b])])
+    first = report("h:1", [a], log_dropped=1, log_waiting=40, log_failing_for=7.5)
+    merged = merge_reports([first, report("h:2", [b], log_waiting=2)])
     row = merged["routes"][0]
     assert (row["requests_per_min"], row["in_flight"], row["requests_hour"]) == (10, 3, 40)
     assert merged["totals"] == {
@@ -73,6 +78,8 @@ def test_counts_add_up_across_processes() -> None:
         "in_flight": 3,
         "open_circuits": 0,
         "log_dropped": 1,
+        "log_waiting": 42,
+        "log_failing_for": 7.5,  # the longest of the processes that are failing
         "processes": 2,
     }
 
