@@ -59,7 +59,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         metavar="N",
         default=None,
-        help="one more proxy, `serve --workers N`, in the c>=128 and realistic scenarios",
+        help="one more proxy, `serve --workers N`, in the c>=128 and realistic scenarios "
+        "(default 2, so the two-worker target is judged in every run; 0: none; --tiny: none)",
     )
     parser.add_argument(
         "--results-dir",
@@ -72,8 +73,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = set(args.servers) - set(SERVERS)
     if unknown or not args.servers:
         parser.error(f"--servers: choose from {', '.join(SERVERS)}")
-    if args.workers_target is not None and args.workers_target < 1:
-        parser.error("--workers-target: N must be at least 1")
+    if args.workers_target is None:
+        args.workers_target = None if args.tiny else 2
+    elif args.workers_target < 0:
+        parser.error("--workers-target: N must be 0 (none) or more")
+    elif args.workers_target == 0:
+        args.workers_target = None
     args.size = scenarios.TINY if args.tiny else scenarios.QUICK if args.quick else scenarios.FULL
     try:
         names = list(dict.fromkeys(s for s in args.scenarios.split(",") if s))
