@@ -8,7 +8,7 @@ CONFIG ?= $(if $(wildcard config.yaml),config.yaml,example.config.yaml)
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_DATA := $(CURDIR)/.test-data
 
-.PHONY: install browser-deps run test test-sqlite test-postgres bench bench-peers lint format clean
+.PHONY: install browser-deps run test test-sqlite test-postgres bench bench-peers fuzz lint format clean
 
 install: $(STAMP)
 
@@ -54,9 +54,15 @@ bench: install
 bench-peers: install
 	$(PY) -m bench --peers
 
+# Many more fuzz examples than `make test` runs, with Hypothesis's statistics per endpoint.
+fuzz: install
+	rm -rf $(TEST_DATA)-fuzz && mkdir -p $(TEST_DATA)-fuzz
+	DATA_DIR=$(TEST_DATA)-fuzz FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(PY) -m pytest \
+		tests/integration/test_fuzz.py -q --hypothesis-show-statistics
+
 format: install
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(TEST_DATA) $(TEST_DATA)-pg .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TEST_DATA) $(TEST_DATA)-pg $(TEST_DATA)-fuzz .pytest_cache .ruff_cache
