@@ -392,10 +392,13 @@ def test_create_api_key_refuses_a_blank_name() -> None:
         call_command("create_api_key", "--name", " ", stdout=io.StringIO())
 
 
-LIMITED = SMALL + """\
+LIMITED = (
+    SMALL
+    + """\
   - key: env.TEAM_KEY
     limits: {concurrent: 4, requestsPerMinute: 60, tokensPerDay: 2000000}
 """
+)
 
 
 def test_key_limits_are_imported_exported_and_changed_in_place(tmp_path: Path) -> None:
