@@ -48,6 +48,7 @@ test-postgres: install
 
 bench: install
 	$(PY) -m bench
+	$(PY) -m bench.streams
 
 # The same run plus nginx (Debian nginx-light, via apt) and LiteLLM (its own venv under
 # .bench-peers/), installed on first use.

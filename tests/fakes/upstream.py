@@ -62,16 +62,28 @@ _SSE_HEADERS = [
     ("transfer-encoding", "chunked"),
 ]
 _LAST_CHUNK = b"0\r\n\r\n"
+_STAMP_MARK = "@@stamp@@"  # where a stamped delta's send time goes (JSON keeps it as is)
+# A framed SSE event, or (stamped synthetic deltas) a function rendering it at send time.
+Chunk = bytes | Callable[[], bytes]
 
 
 @dataclass(frozen=True)
 class Synthetic:
-    """A generated stream of one-token text deltas, so benchmarks control size and pace."""
+    """A generated stream of one-token text deltas, so benchmarks control size and pace.
+
+    With ``stamp`` every streamed text delta's text is ``" t=<seconds>"`` instead of
+    ``text``: the fake's ``time.monotonic()`` taken just before the event is written, so
+    a reader on the same machine can tell how long the event took to reach it. It is
+    CLOCK_MONOTONIC, one clock for every process of a Linux machine, and never stepped
+    (unlike ``time.time()``). Plain text survives both the byte-for-byte Anthropic relay
+    and the OpenAI-to-Anthropic conversion. Non-stream replies are not stamped.
+    """
 
     tokens: int = 64
     ttft: float = 0.0  # seconds before the first text delta (earlier events go at once)
     per_token: float = 0.0  # seconds before each later text delta
     text: str = " tok"  # the text of every token
+    stamp: bool = False  # stream deltas carry their send time as text (see above)
 
 
 @dataclass(frozen=True)
@@ -155,6 +167,8 @@ class _ScriptBook:
         self._lock = threading.Lock()
         self._standing: dict[str | None, Script] = {}
         self._queued: dict[str | None, deque[list[Any]]] = {}
+        # Picks the script itself when set (the soak's random faults); None: the book.
+        self.policy: Callable[[str | None], Script] | None = None
 
     def add(self, model: str | None, script: Script) -> None:
         with self._lock:
@@ -164,6 +178,8 @@ class _ScriptBook:
                 self._queued.setdefault(model, deque()).append([script, script.times])
 
     def take(self, model: str | None) -> Script:
+        if self.policy is not None:
+            return self.policy(model)
         with self._lock:
             return self._take(model) or self._take(None) or Script()
 
@@ -214,16 +230,36 @@ def _fixture_events(path: Path) -> tuple[bytes, ...]:
 
 
 def _sse(event: str | None, payload: Any) -> bytes:
+    return _frame(_sse_event(event, payload))
+
+
+def _sse_event(event: str | None, payload: Any) -> bytes:
     data = json.dumps(payload, separators=(",", ":"))
     prefix = f"event: {event}\n" if event else ""
-    return _frame(f"{prefix}data: {data}\n\n".encode())
+    return f"{prefix}data: {data}\n\n".encode()
+
+
+def _text_delta(syn: Synthetic, event: str | None, payload: Callable[[str], Any]) -> Chunk:
+    """One text delta event, ``payload(text)`` its JSON. Stamped: rendered when sent,
+    from bytes split once around the stamp, so the per-event cost is one format."""
+    if not syn.stamp:
+        return _sse(event, payload(syn.text))
+    before, after = _sse_event(event, payload(f" t={_STAMP_MARK}")).split(_STAMP_MARK.encode())
+
+    def render() -> bytes:
+        return _frame(b"%s%.6f%s" % (before, time.monotonic(), after))
+
+    return render
 
 
 @functools.lru_cache(maxsize=64)
-def _synthetic_anthropic_tail(syn: Synthetic) -> tuple[bytes, ...]:
-    """Everything after message_start; the same bytes for every request, built once."""
-    delta = {"type": "text_delta", "text": syn.text}
-    block = {"type": "content_block_delta", "index": 0, "delta": delta}
+def _synthetic_anthropic_tail(syn: Synthetic) -> tuple[Chunk, ...]:
+    """Everything after message_start; the same chunks for every request, built once."""
+
+    def block(text: str) -> dict[str, Any]:
+        delta = {"type": "text_delta", "text": text}
+        return {"type": "content_block_delta", "index": 0, "delta": delta}
+
     end = {
         "type": "message_delta",
         "delta": {"stop_reason": "end_turn", "stop_sequence": None},
@@ -234,7 +270,7 @@ def _synthetic_anthropic_tail(syn: Synthetic) -> tuple[bytes, ...]:
         "index": 0,
         "content_block": {"type": "text", "text": ""},
     }
-    one = _sse("content_block_delta", block)
+    one = _text_delta(syn, "content_block_delta", block)
     return (
         _sse("content_block_start", start),
         *([one] * syn.tokens),
@@ -246,7 +282,7 @@ def _synthetic_anthropic_tail(syn: Synthetic) -> tuple[bytes, ...]:
 
 def _synthetic_anthropic(
     syn: Synthetic, model: str, input_tokens: int, number: int
-) -> tuple[list[bytes], list[float]]:
+) -> tuple[list[Chunk], list[float]]:
     message = {
         "id": f"msg_fake_{number:08d}",
         "type": "message",
@@ -257,7 +293,7 @@ def _synthetic_anthropic(
         "stop_sequence": None,
         "usage": {"input_tokens": input_tokens, "output_tokens": 1},
     }
-    chunks = [_sse("message_start", {"type": "message_start", "message": message})]
+    chunks: list[Chunk] = [_sse("message_start", {"type": "message_start", "message": message})]
     chunks.extend(_synthetic_anthropic_tail(syn))
     delays = [0.0, 0.0, syn.ttft, *([syn.per_token] * (syn.tokens - 1)), 0.0, 0.0, 0.0]
     return chunks, delays[: len(chunks)]
@@ -265,20 +301,19 @@ def _synthetic_anthropic(
 
 def _synthetic_openai(
     syn: Synthetic, model: str, input_tokens: int, number: int
-) -> tuple[list[bytes], list[float]]:
+) -> tuple[list[Chunk], list[float]]:
     base = {"id": f"chatcmpl-fake{number}", "object": "chat.completion.chunk", "created": 0}
     base["model"] = model
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish}
-        return _sse(None, {**base, "choices": [choice]})
+        return _sse(None, {**base, "choices": [_choice(delta, finish)]})
 
     usage = {
         "prompt_tokens": input_tokens,
         "completion_tokens": syn.tokens,
         "total_tokens": input_tokens + syn.tokens,
     }
-    one = chunk({"content": syn.text})
+    one = _text_delta(syn, None, lambda text: {**base, "choices": [_choice({"content": text})]})
     chunks = [
         chunk({"role": "assistant", "content": ""}),
         *([one] * syn.tokens),
@@ -288,6 +323,10 @@ def _synthetic_openai(
     ]
     delays = [0.0, syn.ttft, *([syn.per_token] * (syn.tokens - 1)), 0.0, 0.0, 0.0]
     return chunks, delays[: len(chunks)]
+
+
+def _choice(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {"index": 0, "delta": delta, "finish_reason": finish}
 
 
 def _synthetic_message(syn: Synthetic, model: str, input_tokens: int, openai: bool) -> Any:
@@ -472,7 +511,7 @@ class _Link(asyncio.Protocol):
 
     async def send_stream(
         self,
-        chunks: Sequence[bytes],
+        chunks: Sequence[Chunk],
         delays: Sequence[float],
         script: Script,
         headers: Iterable[tuple[str, str]] = (),
@@ -483,7 +522,7 @@ class _Link(asyncio.Protocol):
             await self._fault_after(index, len(chunks), script)
             if delays[index] > 0:
                 await asyncio.sleep(delays[index])
-            await self.send(chunk)
+            await self.send(chunk if isinstance(chunk, bytes) else chunk())
         await self._fault_after(len(chunks), len(chunks), script)
         await self.send(_LAST_CHUNK)
 
@@ -570,6 +609,11 @@ class FakeUpstream:
     def script(self, model: str | None, script: Script) -> None:
         """Set (times=None) or queue (times=N) how requests for ``model`` are answered."""
         self._book.add(model, script)
+
+    def choose_scripts(self, policy: Callable[[str | None], Script] | None) -> None:
+        """Let `policy(model)` pick every request's script (random faults, for the soak);
+        None goes back to the scripts set with `script`."""
+        self._book.policy = policy
 
     def reset(self) -> None:
         """Forget scripts, requests and connections, between tests sharing one fake."""
@@ -769,8 +813,9 @@ class FakeUpstream:
 
     def _stream_plan(
         self, request: Received, script: Script, openai: bool
-    ) -> tuple[list[bytes], list[float]]:
+    ) -> tuple[list[Chunk], list[float]]:
         """The framed events to send and the pause before each."""
+        chunks: list[Chunk]
         if script.synthetic is not None:
             build = _synthetic_openai if openai else _synthetic_anthropic
             model, tokens = request.model or "fake-model", len(request.body) // 4
