@@ -8,7 +8,7 @@ CONFIG ?= $(if $(wildcard config.yaml),config.yaml,example.config.yaml)
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_DATA := $(CURDIR)/.test-data
 
-.PHONY: install browser-deps run test test-sqlite test-postgres bench bench-peers fuzz lint format clean
+.PHONY: install browser-deps run test test-sqlite test-postgres bench bench-peers fuzz soak lint format clean
 
 install: $(STAMP)
 
@@ -60,6 +60,11 @@ fuzz: install
 	rm -rf $(TEST_DATA)-fuzz && mkdir -p $(TEST_DATA)-fuzz
 	DATA_DIR=$(TEST_DATA)-fuzz FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(PY) -m pytest \
 		tests/integration/test_fuzz.py -q --hypothesis-show-statistics
+
+# 1,000 concurrent streams for 10 minutes against fakes failing 5 % of requests at random;
+# then requests vs log rows, RSS, fds and sockets (bench/soak.py; SOAK_ARGS to change it).
+soak: install
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 format: install
 	$(PY) -m ruff format .
