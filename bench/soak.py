@@ -66,7 +66,8 @@ class Sample:
     at: float  # seconds since the load started
     rss_mb: float
     fds: int
-    connections: int  # the proxy's TCP sockets: clients in, providers out
+    clients: int  # TCP connections from clients (to the proxy's port)
+    upstream: int  # TCP connections to the providers (in use, or idle in the pool)
 
 
 @dataclass
@@ -85,29 +86,51 @@ class Outcome:
     exit_code: int | None = None
 
 
-def tcp_sockets(pid: int) -> int:
-    """Sockets among a process's file descriptors (each is a client or provider connection
-    or the listener)."""
-    count = 0
+def socket_inodes(pid: int) -> set[str]:
+    inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
-            if os.readlink(fd).startswith("socket:"):
-                count += 1
+            target = os.readlink(fd)
         except OSError:
             continue
-    return count
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
 
 
-def sample(pid: int, started: float) -> Sample:
+def tcp_connections(pid: int, port: int) -> tuple[int, int]:
+    """(client, upstream) established TCP connections of a process: those on its own
+    listening port, and the others (to the providers). From /proc/<pid>/net/tcp*."""
+    mine = socket_inodes(pid)
+    clients = upstream = 0
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state != "01" or inode not in mine:  # 01: ESTABLISHED
+                continue
+            if int(local.rsplit(":", 1)[1], 16) == port:
+                clients += 1
+            else:
+                upstream += 1
+    return clients, upstream
+
+
+def sample(pid: int, port: int, started: float) -> Sample:
     fds = len(list(Path(f"/proc/{pid}/fd").iterdir()))
     rss = procs.rss_kb([pid]) / 1024
-    return Sample(round(time.monotonic() - started, 1), round(rss, 1), fds, tcp_sockets(pid))
+    clients, upstream = tcp_connections(pid, port)
+    return Sample(round(time.monotonic() - started, 1), round(rss, 1), fds, clients, upstream)
 
 
 class Sampler(threading.Thread):
-    def __init__(self, pid: int, every: float) -> None:
+    def __init__(self, pid: int, port: int, every: float) -> None:
         super().__init__(daemon=True)
-        self.pid, self.every = pid, every
+        self.pid, self.port, self.every = pid, port, every
         self.started = time.monotonic()
         self.samples: list[Sample] = []
         self.done = threading.Event()
@@ -115,7 +138,7 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.done.wait(self.every if self.samples else 0):
             try:
-                self.samples.append(sample(self.pid, self.started))
+                self.samples.append(sample(self.pid, self.port, self.started))
             except OSError:
                 return
 
@@ -159,7 +182,7 @@ def run_load(port: int, args: argparse.Namespace, proxy_pid: int, log: Path) -> 
     try:
         if load.stdout.readline().strip() != "ready":
             raise procs.ChildFailed("the load generator did not get ready")
-        sampler = Sampler(proxy_pid, args.sample)
+        sampler = Sampler(proxy_pid, port, args.sample)
         sampler.start()
         load.stdin.write("go\n")
         load.stdin.flush()
@@ -211,7 +234,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> Outcome:
         result, sampler = run_load(port, args, proxy.pid, workdir / "load.log")
         outcome.proxy_cpu_seconds = round(procs.cpu_seconds([proxy.pid]) - cpu_before, 1)
         time.sleep(args.settle)
-        outcome.idle = sample(proxy.pid, sampler.started)
+        outcome.idle = sample(proxy.pid, port, sampler.started)
         outcome.samples = sampler.samples
         outcome.requests = int(result["requests"])
         outcome.ok = int(result["ok"])
@@ -230,8 +253,8 @@ def soak(args: argparse.Namespace, workdir: Path) -> Outcome:
 
 def _row(label: str, s: Sample | None) -> str:
     if s is None:
-        return f"| {label} | - | - | - | - |"
-    return f"| {label} | {s.at:.0f} | {s.rss_mb:.1f} | {s.fds} | {s.connections} |"
+        return f"| {label} | - | - | - | - | - |"
+    return f"| {label} | {s.at:.0f} | {s.rss_mb:.1f} | {s.fds} | {s.clients} | {s.upstream} |"
 
 
 def render(outcome: Outcome) -> str:
@@ -247,12 +270,15 @@ def render(outcome: Outcome) -> str:
         f"- faults injected: {json.dumps(outcome.injected)}",
         f"- proxy CPU: {outcome.proxy_cpu_seconds} s; exit code after SIGTERM: {outcome.exit_code}",
         "",
-        "| when | s | RSS MB | fds | sockets |",
-        "|---|--:|--:|--:|--:|",
+        "| when | s | RSS MB | fds | client connections | upstream connections |",
+        "|---|--:|--:|--:|--:|--:|",
         _row("start", samples[0] if samples else None),
         _row("middle", middle),
         _row("end of load", samples[-1] if samples else None),
         _row("idle after", outcome.idle),
+        "",
+        "Upstream connections left after the load are idle keep-alive connections in the "
+        "pool, closed within one to two 30 s keep-alive periods; client connections must be 0.",
     ]
     return "\n".join(lines)
 
@@ -265,7 +291,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--tokens", type=int, default=32, help="text deltas per reply")
     parser.add_argument("--per-token", type=float, default=0.2, help="seconds between them")
     parser.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
-    parser.add_argument("--settle", type=float, default=20.0, help="idle seconds at the end")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=45.0,
+        help="idle seconds at the end (past the 30 s keep-alive of pooled upstream connections)",
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     return parser.parse_args(argv)
 

@@ -23,4 +23,5 @@ def test_a_tiny_soak_balances_requests_and_log_rows(tmp_path: Path) -> None:
     assert injected["healthy"] > 0 and len(injected) > 2  # faults of several kinds
     assert sum(outcome["answers"].values()) == outcome["requests"]
     assert outcome["samples"] and outcome["idle"]["fds"] > 0
+    assert outcome["idle"]["clients"] == 0  # every client connection was closed
     assert "request-log rows" in (tmp_path / "soak.md").read_text()
