@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -55,6 +56,7 @@ def live(proxy: LiveProxy, upstream: FakeUpstream) -> Iterator[tuple[LiveProxy, 
     key = builders.client_key()
     proxy.reload()
     yield proxy, key
+    cache.clear()  # failed sign-ins from 127.0.0.1 must not lock out the tests after
     health = exchange(proxy.port, request_bytes("GET", "/health"))
     assert health is not None and health.status == 200  # still alive after all of it
 
@@ -297,3 +299,30 @@ def test_crlf_laden_headers(live: tuple[LiveProxy, str], where: str, junk: str) 
     assert reply.status < 500
     if reply.status >= 400:
         assert reply.json()["type"] == "error"
+
+
+@FUZZ
+@given(
+    path=st.sampled_from(["/dashboard/login/", "/admin/login/", "/dashboard/", "/admin/"]),
+    method=st.sampled_from(["GET", "POST", "PUT", "HEAD"]),
+    body=st.one_of(
+        st.binary(max_size=200),
+        st.builds(
+            lambda user, password: f"username={user}&password={password}".encode(
+                "utf-8", "surrogatepass"
+            ),
+            st.text(max_size=40),
+            st.text(max_size=40),
+        ),
+    ),
+    content_type=content_types,
+)
+def test_the_public_pages_of_the_dashboard_and_admin(
+    live: tuple[LiveProxy, str], path: str, method: str, body: bytes, content_type: str
+) -> None:
+    """The sign-in pages are public too: nothing anyone sends them makes a 500. (They
+    answer in HTML, as pages do; only the API's errors are Anthropic-shaped.)"""
+    proxy, _ = live
+    headers = [("content-type", content_type)] if content_type else []
+    reply = exchange(proxy.port, request_bytes(method, path, body, headers))
+    assert reply is not None and reply.status < 500, reply and reply.body[:300]
