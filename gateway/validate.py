@@ -35,6 +35,10 @@ def _load(body: bytes) -> dict[str, Any]:
         raise BadRequest("the request body is nested too deeply") from exc
     if not isinstance(payload, dict):
         raise BadRequest("the request body must be a JSON object")
+    if fastjson.too_deep(payload):
+        raise BadRequest(
+            f"the request body is nested too deeply (over {fastjson.MAX_DEPTH} levels)"
+        )
     return payload
 
 
