@@ -180,3 +180,15 @@ def test_entries_left_at_shutdown_are_counted_and_said(caplog: pytest.LogCapture
     book = asyncio.run(scenario())
     assert (book.written, book.dropped) == (0, 3)
     assert "3 entries not written at shutdown" in caplog.text
+
+
+def test_the_raw_inserts_name_every_column_of_the_models() -> None:
+    """The writer lists its columns by hand (plain INSERTs, for speed): a field added to
+    RequestLog or Attempt without a value here would have every row refused."""
+    from gateway import logbook
+
+    def columns(model: type) -> set[str]:
+        return {f.column for f in model._meta.concrete_fields if not f.primary_key}
+
+    assert set(logbook._LOG_COLUMNS) == columns(RequestLog)
+    assert set(logbook._ATTEMPT_COLUMNS) == columns(Attempt)
