@@ -54,8 +54,13 @@ def prune(days: int | None = None, batch: int = 5000, now: datetime | None = Non
     deleted = batches = 0
     while True:
         with transaction.atomic():
+            # Locked and skipped if locked: two processes pruning at once (several hosts)
+            # take disjoint batches instead of adding the same rows to the sums twice. On
+            # SQLite, whose transactions take the write lock as they begin, the second
+            # waits and then sees the rows gone.
             ids = list(
-                RequestLog.objects.filter(created_at__lt=cutoff)
+                RequestLog.objects.select_for_update(skip_locked=True)
+                .filter(created_at__lt=cutoff)
                 .order_by("created_at")
                 .values_list("id", flat=True)[:batch]
             )

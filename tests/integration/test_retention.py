@@ -63,3 +63,40 @@ def test_the_command_uses_the_configured_retention(capsys) -> None:
     call_command("prune_logs")
     assert RequestLog.objects.count() == 1
     assert "deleted 1 request-log rows" in capsys.readouterr().out
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_prunes_at_once_count_every_row_once() -> None:
+    """Two hosts pruning at the same moment take disjoint batches (PostgreSQL) or wait
+    for each other (SQLite): the daily sums count each pruned row exactly once."""
+    import threading
+
+    from django.db import connections
+
+    old = timezone.now() - timedelta(days=40)
+    RequestLog.objects.bulk_create(
+        RequestLog(created_at=old, provider="acme", upstream_model="m1", output_tokens=1)
+        for _ in range(600)
+    )
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def prune_here() -> None:
+        try:
+            start.wait()
+            prune(days=30, batch=50)
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=prune_here) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert not RequestLog.objects.exists()
+    stats = DailyRouteStats.objects.get()
+    assert (stats.requests, stats.output_tokens) == (600, 600)
