@@ -116,9 +116,9 @@ METRICS_TOKEN = envsecret("METRICS_TOKEN") or ""
 # How often a process checks the ConfigVersion row for changes (seconds). With REDIS_URL a
 # change is also announced at once; the poll is the fallback.
 CONFIG_POLL_SECONDS = float(os.environ.get("CONFIG_POLL_SECONDS", "1.0"))
-# Whether `serve` runs the daily retention prune. Concurrent prunes would add the same rows
-# to the daily sums twice, so `serve --workers N` leaves it to worker 0, and with several
-# hosts all but one set SERVE_RETENTION=0.
+# Whether `serve` runs the daily retention prune. Concurrent prunes are safe (each takes
+# locked batches of its own), but one per host is enough: `serve --workers N` leaves it to
+# worker 0, and hosts may set SERVE_RETENTION=0 to leave it to one of them.
 SERVE_RETENTION = envbool("SERVE_RETENTION", True)
 
 INSTALLED_APPS = [
