@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import random
-import signal
 from collections import Counter
 
 import uvloop
 
+from bench import upstream_proc
 from tests.fakes.upstream import FakeUpstream, Script, Synthetic
 
 TRIM_SECONDS = 5.0  # the fake keeps every request it saw; forget them this often
@@ -87,16 +86,9 @@ async def _serve(args: argparse.Namespace) -> None:
     )
     fake = FakeUpstream()
     fake.choose_scripts(chaos)
-    loop = asyncio.get_running_loop()
-    server = asyncio.ensure_future(fake.serve_forever("127.0.0.1", args.port))
-    trim = asyncio.ensure_future(_trim_forever(fake))
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, server.cancel)
     try:
-        with contextlib.suppress(asyncio.CancelledError):
-            await server
+        await upstream_proc.serve(fake, "127.0.0.1", args.port, _trim_forever(fake))
     finally:
-        trim.cancel()
         print(dict(sorted(chaos.counts.items())), flush=True)  # the soak reads this line
 
 

@@ -16,6 +16,8 @@ import contextlib
 import os
 import signal
 import socket
+from collections.abc import Coroutine
+from typing import Any
 
 import uvloop
 
@@ -87,22 +89,30 @@ def _widen_backlog(port: int) -> None:
                     dup.listen(BACKLOG)
 
 
-async def _serve(args: argparse.Namespace) -> None:
-    scripts = _scripts(args)
-    fake = FakeUpstream()
-    _install(fake, scripts)
+async def serve(
+    fake: FakeUpstream, host: str, port: int, housekeeping: Coroutine[Any, Any, None]
+) -> None:
+    """Serve `fake` until SIGTERM or SIGINT, with `housekeeping` running beside it (it is
+    cancelled at the end); the listen backlog is widened for connection storms."""
     loop = asyncio.get_running_loop()
-    server = asyncio.ensure_future(fake.serve_forever(args.host, args.port))
-    trim = asyncio.ensure_future(_trim_forever(fake, scripts))
+    server = asyncio.ensure_future(fake.serve_forever(host, port))
+    chores = asyncio.ensure_future(housekeeping)
     if await fake.wait_for_async(lambda: bool(fake.url), timeout=10.0):
-        _widen_backlog(args.port)
+        _widen_backlog(port)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, server.cancel)
     try:
         with contextlib.suppress(asyncio.CancelledError):
             await server
     finally:
-        trim.cancel()
+        chores.cancel()
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    scripts = _scripts(args)
+    fake = FakeUpstream()
+    _install(fake, scripts)
+    await serve(fake, args.host, args.port, _trim_forever(fake, scripts))
 
 
 def main(argv: list[str] | None = None) -> None:
