@@ -60,6 +60,21 @@ def spawn(
         )
 
 
+def spawn_talking(argv: Sequence[str], errors_path: Path) -> subprocess.Popen[str]:
+    """Start a load generator: its own session, text stdin/stdout pipes to talk to it
+    ("ready", "go", a JSON line), stderr appended to `errors_path`."""
+    with errors_path.open("ab") as errors:
+        return subprocess.Popen(
+            list(argv),
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            start_new_session=True,
+        )
+
+
 def stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str], patience: float = 0.0) -> None:
     """After `patience` seconds for it to exit by itself, SIGTERM the child's process group
     (its id is the child's PID, from start_new_session), then SIGKILL if it lingers."""

@@ -142,16 +142,7 @@ def run_one(
     """Warm up, then measure; the load generator is stopped by PID whatever happens.
     `settle`: seconds after the measured phase counted into target_cpu (0: no wait)."""
     log_path = workdir / "load.log"
-    with log_path.open("ab") as errors:
-        proc = subprocess.Popen(
-            load_argv(scenario, target, time_limit),
-            cwd=procs.ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=errors,
-            text=True,
-            start_new_session=True,
-        )
+    proc = procs.spawn_talking(load_argv(scenario, target, time_limit), log_path)
     result = RunResult(scenario.name, target.name, round_no, {})
     finished = False
     try:

@@ -168,16 +168,7 @@ def load_argv(port: int, args: argparse.Namespace) -> list[str]:
 
 def run_load(port: int, args: argparse.Namespace, proxy_pid: int, log: Path) -> tuple[Any, Sampler]:
     """The soak with the sampler on; returns the load generator's JSON and the sampler."""
-    with log.open("ab") as errors:
-        load = subprocess.Popen(
-            load_argv(port, args),
-            cwd=procs.ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=errors,
-            text=True,
-            start_new_session=True,
-        )
+    load = procs.spawn_talking(load_argv(port, args), log)
     assert load.stdin is not None and load.stdout is not None
     try:
         if load.stdout.readline().strip() != "ready":

@@ -321,16 +321,7 @@ class Load:
         argv += ["--ramp", str(setting.ramp), "--run-limit", str(self.run_limit(setting))]
         argv += ["--plateau-wait", str(PLATEAU_WAIT)]
         self.limit = setting.ramp + PLATEAU_WAIT + 60.0
-        with (workdir / "streams_load.log").open("ab") as errors:
-            self.proc = subprocess.Popen(
-                argv,
-                cwd=procs.ROOT,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=errors,
-                text=True,
-                start_new_session=True,
-            )
+        self.proc = procs.spawn_talking(argv, workdir / "streams_load.log")
 
     @staticmethod
     def run_limit(setting: Setting) -> float:

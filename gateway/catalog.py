@@ -33,6 +33,7 @@ from gateway.upstream import (
     converted_errors,
     join_url,
     new_client,
+    provider_headers,
     status_error,
 )
 
@@ -353,10 +354,7 @@ def provider_key(api_key: str) -> str:
 
 def request_headers(provider: ProviderSpec, key: str) -> dict[str, str]:
     """The provider's own headers (env refs resolved) and its dialect's credentials."""
-    headers = {
-        name.lower(): vault.open_value(value)
-        for name, value in (provider.options.get("headers") or {}).items()
-    }
+    headers = provider_headers(provider)
     headers["accept"] = "application/json"
     if provider.type == "anthropic":
         headers.setdefault("anthropic-version", DEFAULT_ANTHROPIC_VERSION)

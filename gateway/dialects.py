@@ -46,16 +46,13 @@ class ProxyRequest:
         return [s for s in stops if isinstance(s, str)] if isinstance(stops, list) else []
 
 
-def _provider_headers(provider: ProviderConf) -> dict[str, str]:
-    headers = provider.options.get("headers") or {}
-    return {k.lower(): vault.open_value(v) for k, v in headers.items()}
-
-
 def provider_secrets(provider: ProviderConf) -> tuple[str, ...]:
     """What the proxy sends this provider that must never be shown back: its key and its
     credential-like header values. Some providers echo the key in an error message."""
     values = [provider.api_key()]
-    values += [v for k, v in _provider_headers(provider).items() if vault.is_credential_header(k)]
+    values += [
+        v for k, v in upstream.provider_headers(provider).items() if vault.is_credential_header(k)
+    ]
     return tuple(value for value in values if value)
 
 
@@ -125,7 +122,7 @@ def openai_body(req: ProxyRequest, route: RouteConf) -> bytes:
 
 def openai_request_headers(provider: ProviderConf) -> dict[str, str]:
     headers = {"content-type": "application/json", "accept-encoding": "gzip, deflate"}
-    headers.update(_provider_headers(provider))
+    headers.update(upstream.provider_headers(provider))
     key = provider.api_key()
     if key:
         headers["authorization"] = f"Bearer {key}"

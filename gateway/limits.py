@@ -170,20 +170,24 @@ class Limiter:
             used_day = 0
         if spend.month and spend.month != month:
             used_month = 0
-        if limits.tokens_per_day is not None and used_day >= limits.tokens_per_day:
-            return Refusal(
-                429,
-                f"this key's token budget for today is spent "
-                f"({used_day} of {limits.tokens_per_day} tokens; it renews at 00:00 UTC)",
-                _seconds_until(now, _next_day(now)),
-            )
-        if limits.tokens_per_month is not None and used_month >= limits.tokens_per_month:
-            return Refusal(
-                429,
-                f"this key's token budget for this month is spent "
-                f"({used_month} of {limits.tokens_per_month} tokens; it renews on the 1st, UTC)",
-                _seconds_until(now, _next_month(now)),
-            )
+        periods = (
+            ("today", used_day, limits.tokens_per_day, "at 00:00 UTC", _next_day(now)),
+            (
+                "this month",
+                used_month,
+                limits.tokens_per_month,
+                "on the 1st, UTC",
+                _next_month(now),
+            ),
+        )
+        for period, used, budget, renews, renewal in periods:
+            if budget is not None and used >= budget:
+                return Refusal(
+                    429,
+                    f"this key's token budget for {period} is spent "
+                    f"({used} of {budget} tokens; it renews {renews})",
+                    _seconds_until(now, renewal),
+                )
         return None
 
 

@@ -20,6 +20,7 @@ import email.utils
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -164,18 +165,20 @@ def anthropic_headers(
     headers.setdefault("anthropic-version", DEFAULT_ANTHROPIC_VERSION)
     headers["content-type"] = "application/json"
     headers["accept-encoding"] = "gzip, deflate"
-    for name, value in (provider.options.get("headers") or {}).items():
-        headers[name.lower()] = _open(value)
+    headers.update(provider_headers(provider))
     key = provider.api_key()
     if key:
         headers["x-api-key"] = key
     return headers
 
 
-def _open(value: str) -> str:
+def provider_headers(provider: Any) -> dict[str, str]:
+    """A provider's own `headers` option as sent: names lower-cased, stored values
+    decrypted or resolved from the environment (`vault.open_value`)."""
     from gateway import vault
 
-    return vault.open_value(value)
+    headers = provider.options.get("headers") or {}
+    return {name.lower(): vault.open_value(value) for name, value in headers.items()}
 
 
 def timeout_for(deadlines: Deadlines, stream: bool = True) -> aiohttp.ClientTimeout:

@@ -432,12 +432,9 @@ async def live_json(runtime: Runtime, request: Request, send: Send) -> None:
 
 async def prometheus_metrics(runtime: Runtime, request: Request, send: Send) -> None:
     """GET /metrics: Prometheus text format; behind METRICS_TOKEN (a bearer token) if set."""
-    token = settings.METRICS_TOKEN
-    if token:
-        sent = request.headers.get(b"authorization", b"").decode("latin-1")
-        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
-            await send_error(send, 401, "send the metrics token as Authorization: Bearer")
-            return
+    if not _metrics_token_ok(request):
+        await send_error(send, 401, "send the metrics token as Authorization: Bearer")
+        return
     await send_response(
         send, 200, runtime.prometheus.render(), {"content-type": PROMETHEUS_CONTENT_TYPE}
     )
