@@ -150,13 +150,18 @@ def outbound(req: ProxyRequest, route: RouteConf) -> Outbound:
     return Outbound(url, anthropic_request_headers(req, provider), anthropic_body(req, route))
 
 
-def relay_for(response: aiohttp.ClientResponse, req: ProxyRequest, route: RouteConf) -> Relay:
+def relay_for(
+    response: aiohttp.ClientResponse, req: ProxyRequest, route: RouteConf, idle: float
+) -> Relay:
+    """The relay for `route`'s dialect; `idle`: seconds of upstream silence that end the
+    stream once it has been committed."""
     secrets = provider_secrets(route.provider)
     if route.provider.dialect != "openai":
-        return AnthropicRelay(response, secrets=secrets)
+        return AnthropicRelay(response, secrets=secrets, idle=idle)
     return ConvertedRelay(
         response,
         secrets=secrets,
+        idle=idle,
         model=route.name,
         provider=route.provider.name,
         stop_sequences=req.stop_sequences,

@@ -105,10 +105,10 @@ def _reply_headers(response: aiohttp.ClientResponse, route: RouteConf) -> dict[s
 
 
 async def _commit(
-    response: aiohttp.ClientResponse, route: RouteConf, req: ProxyRequest
+    response: aiohttp.ClientResponse, route: RouteConf, req: ProxyRequest, idle: float
 ) -> tuple[bytes, Relay | None, Any]:
     if req.stream:
-        relay = relay_for(response, req, route)
+        relay = relay_for(response, req, route, idle)
         return await relay.until_commit(), relay, relay.usage
     with converted_errors():
         raw = await response.read()
@@ -131,7 +131,7 @@ async def _attempt(
             response = await _send(client, route, req, snapshot)
             if response.status >= 300:
                 raise await _read_error(response, route)
-            head, relay, usage = await _commit(response, route, req)
+            head, relay, usage = await _commit(response, route, req, deadlines.idle)
             headers = _reply_headers(response, route)
             return Committed(route, attempt, response.status, headers, head, relay, usage)
     except TimeoutError as exc:

@@ -7,6 +7,7 @@ end a broken stream with an Anthropic `event: error`, never a silent success.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -36,13 +37,56 @@ def _midstream_error_type(exc: UpstreamError) -> str:
 
 
 REDACTED = vault.REDACTED.encode()
+DEFAULT_IDLE_SECONDS = 120.0
+
+
+class IdleDeadline:
+    """Fails the stream's pending read once the upstream has been silent for `seconds`.
+
+    aiohttp's own read timeout re-arms a timer on every chunk received, which is a fair
+    share of a relayed event's CPU when tokens arrive one by one; this one wakes once per
+    period and looks at when the current read began. Time the relay spends handing bytes
+    to a slow client is not upstream silence, so only waits for the upstream count.
+    """
+
+    def __init__(self, content: aiohttp.StreamReader, seconds: float) -> None:
+        self._content = content
+        self._seconds = seconds
+        self._loop = asyncio.get_running_loop()
+        self.waiting_since: float | None = None  # set while a read waits for the upstream
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(seconds, self._check)
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def _check(self) -> None:
+        since = self.waiting_since
+        if since is not None and self._loop.time() - since >= self._seconds:
+            self._timer = None
+            silent = aiohttp.SocketTimeoutError(f"no data from the provider for {self._seconds:g}s")
+            self._content.set_exception(silent)
+            return
+        due = (since if since is not None else self._loop.time()) + self._seconds
+        self._timer = self._loop.call_at(due, self._check)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class Relay:
     """Reads chunks, turns them into client bytes, and knows where the commit point is."""
 
-    def __init__(self, response: aiohttp.ClientResponse, *, secrets: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        *,
+        secrets: tuple[str, ...] = (),
+        idle: float = DEFAULT_IDLE_SECONDS,
+    ) -> None:
         self.response = response
+        self.idle = idle  # seconds of upstream silence after the commit that end the stream
         self.first_content_at: float | None = None
         self.last_event_at: float | None = None
         self.failure: UpstreamError | None = None
@@ -105,16 +149,29 @@ class Relay:
     async def rest(self) -> AsyncIterator[bytes]:
         """The remaining bytes; an upstream fault ends them with an `event: error`.
 
-        The idle deadline is aiohttp's read timeout (see `upstream.timeout_for`).
+        Up to the commit aiohttp's read timeout guards every read (`upstream.timeout_for`);
+        from here on an `IdleDeadline` does, with the route's idle deadline.
         """
+        content = self.response.content
+        connection = self.response.connection
+        if connection is not None and connection.protocol is not None:
+            connection.protocol.read_timeout = None  # its last timer lapses at the next chunk
+        idle = IdleDeadline(content, self.idle)
         try:
             with converted_errors():
-                async for chunk in self._chunks:
+                while True:
+                    idle.waiting_since = idle.now()
+                    chunk = await content.readany()
+                    idle.waiting_since = None
+                    if not chunk:
+                        break
                     data, _ = self._feed(chunk)
                     if data:
                         yield data
         except UpstreamError as exc:
             self.failure = exc
+        finally:
+            idle.cancel()
         if self.failure is None:
             tail = self._finish()
             if tail:
@@ -145,8 +202,14 @@ def _only_deltas(chunk: bytes) -> bool:
 class AnthropicRelay(Relay):
     """An Anthropic SSE stream relayed event by event without re-encoding."""
 
-    def __init__(self, response: aiohttp.ClientResponse, *, secrets: tuple[str, ...] = ()) -> None:
-        super().__init__(response, secrets=secrets)
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        *,
+        secrets: tuple[str, ...] = (),
+        idle: float = DEFAULT_IDLE_SECONDS,
+    ) -> None:
+        super().__init__(response, secrets=secrets, idle=idle)
         self.watch = StreamWatch()
 
     def _take(self, chunk: bytes) -> tuple[bytes, bool]:
@@ -196,8 +259,9 @@ class ConvertedRelay(Relay):
         stop_sequences: Sequence[str] = (),
         input_tokens_hint: int = 0,
         secrets: tuple[str, ...] = (),
+        idle: float = DEFAULT_IDLE_SECONDS,
     ) -> None:
-        super().__init__(response, secrets=secrets)
+        super().__init__(response, secrets=secrets, idle=idle)
         self.converter = StreamConverter(
             model=model,
             stop_sequences=stop_sequences,

@@ -182,8 +182,9 @@ def provider_headers(provider: Any) -> dict[str, str]:
 
 
 def timeout_for(deadlines: Deadlines, stream: bool = True) -> aiohttp.ClientTimeout:
-    """aiohttp enforces the connect and idle (between reads) deadlines; the first-token
-    deadline is an asyncio timeout around the attempt (dispatch).
+    """aiohttp enforces the connect and idle (between reads) deadlines up to the commit;
+    the first-token deadline is an asyncio timeout around the attempt (dispatch), and after
+    the commit a stream's idle deadline is the relay's `IdleDeadline`.
 
     The read timeout also runs before the first byte, so it is never shorter than the
     time the answer may take to start: the first-token deadline for streams, the whole

@@ -174,6 +174,26 @@ def test_fault_after_first_byte_ends_the_stream_with_an_error_event(
     assert row.outcome == "error" and "after the first byte" in row.error_message
 
 
+def test_a_stream_that_stalls_after_its_first_byte_ends_at_the_idle_deadline(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str
+) -> None:
+    """The idle deadline, not the much longer first-token one, ends it: the client's 10 s
+    timeout would fail the request long before the 60 s one."""
+    RoutingSettings.objects.filter(pk=1).update(
+        routing={"idleTimeout": 0.5, "firstTokenTimeout": 60}
+    )
+    proxy.reload()
+    upstream.script("model-a", Script(hang_after_events=4))
+    response = ask(proxy, key, stream=True)
+
+    assert response.status_code == 200
+    name, payload = sse_events(response)[-1]
+    assert name == "error" and payload["error"]["type"] == "api_error"
+    row = last_log(proxy)
+    assert (row.outcome, row.error_type) == ("error", "idle_timeout")
+    assert "no data from the provider for 0.5s" in row.error_message
+
+
 def test_sdk_raises_on_a_mid_stream_error(
     proxy: LiveProxy, upstream: FakeUpstream, key: str
 ) -> None:
