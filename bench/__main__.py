@@ -59,7 +59,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         metavar="N",
         default=None,
-        help="one more proxy, `serve --workers N`, in the c>=128 and realistic scenarios "
+        help="one more proxy, `serve --workers N`, in the c>=128 and paced scenarios "
         "(default 2, so the two-worker target is judged in every run; 0: none; --tiny: none)",
     )
     parser.add_argument(
@@ -172,7 +172,9 @@ def settings_line(args: argparse.Namespace) -> str:
     pacing += f"{stack.SLOW_PER_TOKEN * 1000:.0f} ms per token"
     return (
         f"{args.size.label} run; the fakes reply with {args.tokens} text deltas, at once "
-        f"(realistic: {pacing}); per target, at most {args.size.time_limit:g} s of measured "
+        f"(realistic and burst: {pacing}; realistic's clients start spread over "
+        f"{scenarios.STAGGER:.3g} s, burst's at once); per target, at most "
+        f"{args.size.time_limit:g} s of measured "
         "requests per scenario (a target too slow for the count gets fewer); "
         + "; ".join(parts)
         + "."

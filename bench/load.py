@@ -51,6 +51,9 @@ class LoadSpec:
     warmup_model: str | None = None  # the warm-up's model, when not `model`
     body_file: str | None = None  # a recorded request body; its `model` is replaced
     warmup_time_limit: float | None = None  # seconds for the warm-up; default time_limit
+    # Seconds over which the connections' first measured requests are spread evenly, so
+    # that equal-length replies do not keep every client in step (0: all start at once).
+    stagger: float = 0.0
 
 
 @dataclass
@@ -237,7 +240,9 @@ class Connection:
         return Exchange((ended - started) * 1000, (first - started) * 1000, ttft, body.count(EVENT))
 
 
-async def worker(conn: Connection, tally: Tally) -> None:
+async def worker(conn: Connection, tally: Tally, delay: float = 0.0) -> None:
+    if delay:
+        await asyncio.sleep(delay)
     while tally.take():
         try:
             done = await conn.exchange()
@@ -263,11 +268,17 @@ async def worker(conn: Connection, tally: Tally) -> None:
         tally.events += done.events
 
 
-async def run_phase(conns: list[Connection], count: int, limit: float) -> tuple[Tally, float]:
+async def run_phase(
+    conns: list[Connection], count: int, limit: float, stagger: float = 0.0
+) -> tuple[Tally, float]:
+    """Run `count` requests over `conns`; the seconds returned leave out the ramp (the
+    last connection's start delay): with back-to-back requests of equal length, requests
+    over that time is the steady rate, as if every client had been going all along."""
     started = time.perf_counter()
     tally = Tally(remaining=count, deadline=started + limit)
-    await asyncio.gather(*(worker(conn, tally) for conn in conns))
-    return tally, time.perf_counter() - started
+    step = stagger / len(conns)
+    await asyncio.gather(*(worker(conn, tally, n * step) for n, conn in enumerate(conns)))
+    return tally, time.perf_counter() - started - step * (len(conns) - 1)
 
 
 def _result(tally: Tally, elapsed: float, spec: LoadSpec, cpu: float) -> dict[str, object]:
@@ -299,7 +310,7 @@ async def _main(spec: LoadSpec) -> dict[str, object]:
         print("ready", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         cpu_before = time.process_time()
-        tally, elapsed = await run_phase(conns, spec.requests, spec.time_limit)
+        tally, elapsed = await run_phase(conns, spec.requests, spec.time_limit, spec.stagger)
         return _result(tally, elapsed, spec, time.process_time() - cpu_before)
     finally:
         for conn in conns:
@@ -320,6 +331,9 @@ def _parse_args(argv: list[str] | None) -> LoadSpec:
     parser.add_argument("--warmup-model", default=None, help="default: --model")
     parser.add_argument("--body-file", default=None, help="a JSON request body to send")
     parser.add_argument("--warmup-time-limit", type=float, default=None)
+    parser.add_argument(
+        "--stagger", type=float, default=0.0, help="seconds over which connections start"
+    )
     args = parser.parse_args(argv)
     spec = LoadSpec(**{k.replace("-", "_"): v for k, v in vars(args).items()})
     if spec.body_file is not None:  # the recorded body says whether it streams

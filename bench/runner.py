@@ -29,6 +29,7 @@ class Scenario:
     body_file: str | None = None  # a recorded request body instead of the tiny one
     time_limit: float = 20.0  # seconds for one round's measured phase
     warmup_limit: float | None = None  # seconds for one round's warm-up; None: time_limit
+    stagger: float = 0.0  # seconds over which the connections' first requests start
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ def load_argv(scenario: Scenario, target: Target, time_limit: float) -> list[str
         argv += ["--body-file", scenario.body_file]
     if target.warmup_model is not None:
         argv += ["--warmup-model", target.warmup_model]
+    if scenario.stagger:
+        argv += ["--stagger", str(scenario.stagger)]
     return [*argv, "--stream"] if scenario.stream else argv
 
 

@@ -3,8 +3,11 @@
 A name is KIND-cN, N the number of concurrent connections. `nonstream` and `stream` ask
 the fast fake (it answers at once) for a tiny request, so the proxy's own cost is all
 there is to see; `realistic` streams from a second fake paced like a real model (TTFT
-300 ms, 5 ms per token), where what matters is that the proxy adds little and keeps up;
-`bigbody` sends the 55 KB Claude Code request, so body parsing and conversion show.
+300 ms, 5 ms per token), where what matters is that the proxy adds little and keeps up,
+its clients starting spread over one reply's length as independent users would; `burst`
+is the same with every client starting at once (equal-length replies then keep them in
+step: a burst of N requests every reply); `bigbody` sends the 55 KB Claude Code request,
+so body parsing and conversion show.
 
 Every (scenario, target) has a time budget, split over its rounds: a slow peer gets fewer
 requests, never a longer run, so the whole bench stays bounded whatever it measures.
@@ -20,9 +23,13 @@ from pathlib import Path
 from bench.procs import ROOT
 from bench.runner import Scenario
 from bench.service import FAST, SLOW
+from bench.stack import SLOW_PER_TOKEN, SLOW_TTFT
 
 BIG_BODY = ROOT / "tests" / "fixtures" / "claude-code" / "main-request.json"
-KINDS = ("nonstream", "stream", "realistic", "bigbody")
+KINDS = ("nonstream", "stream", "realistic", "burst", "bigbody")
+PACED = ("realistic", "burst")  # the kinds asking the paced fake
+# realistic: the clients' first requests spread over one paced reply of the default length
+STAGGER = SLOW_TTFT + 63 * SLOW_PER_TOKEN
 NAME = re.compile(rf"^({'|'.join(KINDS)})-c(\d+)$")
 DEFAULT = (
     "nonstream-c1",
@@ -32,6 +39,7 @@ DEFAULT = (
     "stream-c32",
     "stream-c128",
     "realistic-c64",
+    "burst-c64",
     "bigbody-c1",
 )
 MAX_CONCURRENCY = 512
@@ -71,7 +79,7 @@ def scenario(name: str, size: Size) -> Scenario:
     kind, concurrency = match.group(1), int(match.group(2))
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise ValueError(f"scenario {name!r}: concurrency must be 1..{MAX_CONCURRENCY}")
-    if kind == "realistic":
+    if kind in PACED:
         total = size.per_connection * concurrency
     else:
         total = size.single if concurrency == 1 else size.many
@@ -80,7 +88,7 @@ def scenario(name: str, size: Size) -> Scenario:
     # One request per connection opens them all; the services stay up across scenarios
     # and rounds, so they are warm already after the first. A paced request takes 0.6 s:
     # one round trip per connection is warm-up enough.
-    warmup = concurrency if kind == "realistic" else max(WARMUP_MIN, concurrency)
+    warmup = concurrency if kind in PACED else max(WARMUP_MIN, concurrency)
     body = BIG_BODY if kind == "bigbody" else None
     return Scenario(
         name=name,
@@ -89,8 +97,9 @@ def scenario(name: str, size: Size) -> Scenario:
         requests=per_round,
         warmup=warmup,
         rounds=rounds,
-        upstream=SLOW if kind == "realistic" else FAST,
+        upstream=SLOW if kind in PACED else FAST,
         body_file=str(body) if body else None,
         time_limit=size.time_limit / rounds,
         warmup_limit=size.warmup_limit,
+        stagger=STAGGER if kind == "realistic" else 0.0,
     )

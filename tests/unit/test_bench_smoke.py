@@ -19,7 +19,7 @@ from bench import goals
 from bench.stats import Row
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ("nonstream-c1", "stream-c2", "realistic-c2", "bigbody-c1")
+SCENARIOS = ("nonstream-c1", "stream-c2", "realistic-c2", "burst-c2", "bigbody-c1")
 TARGETS = ("direct", "proxy", "proxy openai")
 
 
