@@ -63,7 +63,7 @@ def first_choice(choices: Any) -> Mapping[str, Any] | None:
     if not isinstance(choices, list):
         return None
     for choice in choices:
-        if isinstance(choice, Mapping) and choice.get("index", 0) == 0:
+        if isinstance(choice, dict) and choice.get("index", 0) == 0:
             return choice
     return None
 
@@ -79,7 +79,7 @@ def reasoning_text(part: Mapping[str, Any]) -> str:
         return ""
     texts = []
     for detail in details:
-        if isinstance(detail, Mapping):
+        if isinstance(detail, dict):
             value = detail.get("text") or detail.get("summary")
             if isinstance(value, str):
                 texts.append(value)
@@ -102,7 +102,7 @@ def content_pieces(content: Any) -> list[tuple[str, str]]:
         return []
     pieces = []
     for part in content:
-        if not isinstance(part, Mapping):
+        if not isinstance(part, dict):
             continue
         if part.get("type") == "thinking":
             pieces.append(("thinking", _thinking_part_text(part.get("thinking"))))
@@ -112,7 +112,7 @@ def content_pieces(content: Any) -> list[tuple[str, str]]:
 
 
 def parse_arguments(raw: Any) -> dict[str, Any]:
-    if isinstance(raw, Mapping):
+    if isinstance(raw, dict):
         return dict(raw)
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return {}
@@ -179,10 +179,10 @@ def _tool_blocks(message: Mapping[str, Any], msg_id: str) -> list[dict[str, Any]
     calls = message.get("tool_calls")
     blocks = []
     for position, call in enumerate(calls if isinstance(calls, list) else []):
-        if not isinstance(call, Mapping):
+        if not isinstance(call, dict):
             continue
         function = call.get("function")
-        function = function if isinstance(function, Mapping) else {}
+        function = function if isinstance(function, dict) else {}
         name = function.get("name")
         blocks.append(
             {
@@ -203,7 +203,7 @@ def to_anthropic_message(
     msg_id = message_id(upstream_id, "" if upstream_id else json.dumps(completion, sort_keys=True))
     choice = first_choice(completion.get("choices")) or {}
     message = choice.get("message")
-    message = message if isinstance(message, Mapping) else {}
+    message = message if isinstance(message, dict) else {}
     text_blocks = _text_blocks(message, provider)
     tool_blocks = _tool_blocks(message, msg_id)
     text = "".join(b["text"] for b in text_blocks if b["type"] == "text")

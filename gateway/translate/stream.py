@@ -124,7 +124,7 @@ class StreamConverter:
 
     def _choice(self, choice: Mapping[str, Any]) -> list[bytes]:
         delta = choice.get("delta")
-        delta = delta if isinstance(delta, Mapping) else {}
+        delta = delta if isinstance(delta, dict) else {}
         frames = self._blocks.delta("thinking", reasoning_text(delta))
         for kind, text in content_pieces(delta.get("content")):
             frames += self._write(kind, text)
@@ -133,7 +133,7 @@ class StreamConverter:
             frames += self._write("text", refusal)
         tool_calls = delta.get("tool_calls")
         for call in tool_calls if isinstance(tool_calls, list) else []:
-            if isinstance(call, Mapping):
+            if isinstance(call, dict):
                 frames += self._tool_fragment(call)
         finish = choice.get("finish_reason")
         if finish and self._finish_reason is None:
@@ -148,7 +148,7 @@ class StreamConverter:
 
     def _tool_fragment(self, call: Mapping[str, Any]) -> list[bytes]:
         function = call.get("function")
-        function = function if isinstance(function, Mapping) else {}
+        function = function if isinstance(function, dict) else {}
         call_id, name, arguments = call.get("id"), function.get("name"), function.get("arguments")
         key = call.get("index")
         if not isinstance(key, int):  # no index: a call with an id or name is a new one

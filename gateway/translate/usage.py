@@ -29,10 +29,10 @@ def usage_from_openai(raw: Any) -> Usage | None:
     Cache reads: `prompt_tokens_details.cached_tokens` (OpenAI, OpenRouter) or DeepSeek's
     `prompt_cache_hit_tokens`; cache writes: OpenRouter's `cache_write_tokens`.
     """
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, dict):
         return None
     details = raw.get("prompt_tokens_details")
-    details = details if isinstance(details, Mapping) else {}
+    details = details if isinstance(details, dict) else {}
     cached = max(_count(details.get("cached_tokens")), _count(raw.get("prompt_cache_hit_tokens")))
     written = _count(details.get("cache_write_tokens"))
     prompt = _count(raw.get("prompt_tokens"))
@@ -49,7 +49,7 @@ def usage_in_chunk(chunk: Mapping[str, Any]) -> Usage | None:
     found = usage_from_openai(chunk.get("usage"))
     if found is None:
         groq = chunk.get("x_groq")
-        if isinstance(groq, Mapping):
+        if isinstance(groq, dict):
             found = usage_from_openai(groq.get("usage"))
     return found
 
