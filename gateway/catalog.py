@@ -29,6 +29,7 @@ from gateway.config_file import ConfigSpec, ModelSpec, ProviderSpec
 from gateway.models import ConfigVersion, ModelRoute
 from gateway.upstream import (
     DEFAULT_ANTHROPIC_VERSION,
+    USER_AGENT,
     UpstreamError,
     converted_errors,
     join_url,
@@ -354,7 +355,7 @@ def provider_key(api_key: str) -> str:
 
 def request_headers(provider: ProviderSpec, key: str) -> dict[str, str]:
     """The provider's own headers (env refs resolved) and its dialect's credentials."""
-    headers = provider_headers(provider)
+    headers = {"user-agent": USER_AGENT, **provider_headers(provider)}
     headers["accept"] = "application/json"
     if provider.type == "anthropic":
         headers.setdefault("anthropic-version", DEFAULT_ANTHROPIC_VERSION)

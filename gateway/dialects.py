@@ -121,7 +121,11 @@ def openai_body(req: ProxyRequest, route: RouteConf) -> bytes:
 
 
 def openai_request_headers(provider: ProviderConf) -> dict[str, str]:
-    headers = {"content-type": "application/json", "accept-encoding": "gzip, deflate"}
+    headers = {
+        "user-agent": upstream.USER_AGENT,
+        "content-type": "application/json",
+        "accept-encoding": "gzip, deflate",
+    }
     headers.update(upstream.provider_headers(provider))
     key = provider.api_key()
     if key:

@@ -28,6 +28,9 @@ from gateway.snapshot import Deadlines, ProviderConf
 from gateway.translate.errors import upstream_error_message
 
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
+# Sent when the client sent none (or, on OpenAI-dialect routes, always): providers see the
+# gateway, not the HTTP library. A provider's `headers` option can still set its own.
+USER_AGENT = "anthropic-proxy"
 MAX_CONNECTIONS = 2048
 MAX_ERROR_BODY = 64 * 1024
 
@@ -163,6 +166,7 @@ def anthropic_headers(
         if name not in _DROPPED_REQUEST_HEADERS:
             headers[name.decode("latin-1")] = value.decode("latin-1")
     headers.setdefault("anthropic-version", DEFAULT_ANTHROPIC_VERSION)
+    headers.setdefault("user-agent", USER_AGENT)
     headers["content-type"] = "application/json"
     headers["accept-encoding"] = "gzip, deflate"
     headers.update(provider_headers(provider))
@@ -218,10 +222,11 @@ def new_client(limits: ClientLimits = ClientLimits()) -> aiohttp.ClientSession:
         keepalive_timeout=limits.keepalive_expiry,
         ttl_dns_cache=300,
     )
+    # Every request names its own user-agent, so aiohttp never adds its own; skipping it
+    # with `skip_auto_headers` instead would cost a header-set copy on every request.
     return aiohttp.ClientSession(
         connector=connector,
         timeout=timeout_for(Deadlines()),
         auto_decompress=True,
         trust_env=False,
-        skip_auto_headers=("User-Agent",),
     )

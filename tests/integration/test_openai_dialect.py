@@ -208,6 +208,7 @@ def test_claude_code_request_reaches_the_provider_as_a_valid_chat_request(
     assert received.path.endswith("/v1/chat/completions")
     assert received.header("authorization") == f"Bearer {builders.UPSTREAM_SECRET}"
     assert received.header("x-api-key") is None and received.header("anthropic-beta") is None
+    assert received.header("user-agent") == "anthropic-proxy", "the gateway, not aiohttp"
     assert problems(received.json) == []
     assert received.json["model"] == "gpt-x"
 

@@ -131,6 +131,20 @@ def test_provider_receives_its_own_key_and_never_the_clients(
     assert all(key not in value for _, value in received.headers)
 
 
+def test_provider_sees_the_clients_user_agent_or_else_the_gateways(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str
+) -> None:
+    body = {"model": "claude-x", "max_tokens": 5, "messages": HELLO}
+    claude_code = {"x-api-key": key, "user-agent": "claude-cli/2.1.0 (external, cli)"}
+    httpx.post(f"{proxy.url}/v1/messages", json=body, headers=claude_code)
+    assert upstream.requests[-1].header("user-agent") == "claude-cli/2.1.0 (external, cli)"
+
+    with httpx.Client() as client:
+        del client.headers["user-agent"]
+        client.post(f"{proxy.url}/v1/messages", json=body, headers={"x-api-key": key})
+    assert upstream.requests[-1].header("user-agent") == "anthropic-proxy", "not aiohttp's"
+
+
 def test_client_anthropic_version_is_forwarded(
     proxy: LiveProxy, upstream: FakeUpstream, key: str
 ) -> None:
