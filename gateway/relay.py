@@ -90,6 +90,7 @@ class Relay:
         self.first_content_at: float | None = None
         self.last_event_at: float | None = None
         self.failure: UpstreamError | None = None
+        self._idle: IdleDeadline | None = None  # from the commit on
         self._decoder = SSEDecoder()
         self._chunks = response.content.iter_any()
         # What this provider was sent and must not be shown back (an echoed key). Relayed
@@ -156,7 +157,7 @@ class Relay:
         connection = self.response.connection
         if connection is not None and connection.protocol is not None:
             connection.protocol.read_timeout = None  # its last timer lapses at the next chunk
-        idle = IdleDeadline(content, self.idle)
+        idle = self._idle = IdleDeadline(content, self.idle)
         try:
             with converted_errors():
                 while True:
@@ -180,6 +181,8 @@ class Relay:
             yield error_event(_midstream_error_type(self.failure), self.failure.describe())
 
     async def aclose(self) -> None:
+        if self._idle is not None:  # a cancelled relay's generator may not be closed yet
+            self._idle.cancel()
         close_response(self.response)
 
 
