@@ -205,14 +205,8 @@ def _only_deltas(chunk: bytes) -> bool:
 class AnthropicRelay(Relay):
     """An Anthropic SSE stream relayed event by event without re-encoding."""
 
-    def __init__(
-        self,
-        response: aiohttp.ClientResponse,
-        *,
-        secrets: tuple[str, ...] = (),
-        idle: float = DEFAULT_IDLE_SECONDS,
-    ) -> None:
-        super().__init__(response, secrets=secrets, idle=idle)
+    def __init__(self, response: aiohttp.ClientResponse, **options: Any) -> None:
+        super().__init__(response, **options)
         self.watch = StreamWatch()
 
     def _take(self, chunk: bytes) -> tuple[bytes, bool]:
