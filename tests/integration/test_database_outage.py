@@ -56,7 +56,9 @@ def test_a_postgres_restart_under_traffic_loses_no_row(
     sender = threading.Thread(target=traffic)
     sender.start()
     try:
-        time.sleep(0.5)
+        started = time.monotonic()  # traffic flows before the restart, however slow the start
+        while len(statuses) < 20 and time.monotonic() - started < 15:
+            time.sleep(0.05)
         before_restart = len(statuses)
         restart_postgres(version, name)
         time.sleep(1.5)  # traffic goes on while the writer reconnects
