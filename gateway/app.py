@@ -181,18 +181,15 @@ async def _cancel_on_disconnect(work: Awaitable[None], receive: Receive) -> None
     task = asyncio.ensure_future(work)
     lifecycle.STATE.track(task)  # ended with an error if still running when grace is over
     watcher = asyncio.ensure_future(_until_disconnect(receive))
+    watcher.add_done_callback(lambda _: task.cancel())  # a no-op once the work is done
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        if not task.done():
-            task.cancel()
-        watcher.cancel()
-    try:
-        await task
+        await task  # cancelling this coroutine cancels the work and waits for its end
     except asyncio.CancelledError:
-        if not watcher.cancelled() and watcher.done():
+        if watcher.done() and not watcher.cancelled():
             return  # the client left; the handler logged it as client_cancelled
         raise
+    finally:
+        watcher.cancel()
 
 
 def _head_aware(send: Send, method: str) -> Send:
