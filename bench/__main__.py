@@ -42,7 +42,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"comma-separated KIND-cN, KIND one of {', '.join(scenarios.KINDS)}, "
         f"N = concurrency 1..{scenarios.MAX_CONCURRENCY}",
     )
-    parser.add_argument("--tokens", type=int, default=64, help="text deltas per fake reply")
+    parser.add_argument(
+        "--tokens", type=int, default=stack.TOKENS, help="text deltas per fake reply"
+    )
     parser.add_argument(
         "--failover",
         action=argparse.BooleanOptionalAction,

@@ -23,13 +23,13 @@ from pathlib import Path
 from bench.procs import ROOT
 from bench.runner import Scenario
 from bench.service import FAST, SLOW
-from bench.stack import SLOW_PER_TOKEN, SLOW_TTFT
+from bench.stack import SLOW_PER_TOKEN, SLOW_TTFT, TOKENS
 
 BIG_BODY = ROOT / "tests" / "fixtures" / "claude-code" / "main-request.json"
 KINDS = ("nonstream", "stream", "realistic", "burst", "bigbody")
 PACED = ("realistic", "burst")  # the kinds asking the paced fake
 # realistic: the clients' first requests spread over one paced reply of the default length
-STAGGER = SLOW_TTFT + 63 * SLOW_PER_TOKEN
+STAGGER = SLOW_TTFT + (TOKENS - 1) * SLOW_PER_TOKEN
 NAME = re.compile(rf"^({'|'.join(KINDS)})-c(\d+)$")
 DEFAULT = (
     "nonstream-c1",

@@ -92,6 +92,7 @@ FAULTY_PROVIDER = "bad"
 IDLE_SETTLE = 1.0  # seconds between /health answering and the idle RSS reading
 # The paced fake of the realistic scenario: seconds to the first token, then per token.
 SLOW_TTFT = 0.3
+TOKENS = 64  # text deltas per fake reply, unless --tokens says otherwise
 SLOW_PER_TOKEN = 0.005
 
 

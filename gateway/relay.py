@@ -86,7 +86,7 @@ class Relay:
         idle: float = DEFAULT_IDLE_SECONDS,
     ) -> None:
         self.response = response
-        self.idle = idle  # seconds of upstream silence after the commit that end the stream
+        self.idle_seconds = idle  # upstream silence after the commit that ends the stream
         self.first_content_at: float | None = None
         self.last_event_at: float | None = None
         self.failure: UpstreamError | None = None
@@ -157,7 +157,7 @@ class Relay:
         connection = self.response.connection
         if connection is not None and connection.protocol is not None:
             connection.protocol.read_timeout = None  # its last timer lapses at the next chunk
-        idle = self._idle = IdleDeadline(content, self.idle)
+        idle = self._idle = IdleDeadline(content, self.idle_seconds)
         try:
             with converted_errors():
                 while True:
