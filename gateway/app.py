@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 
 from gateway import lifecycle
+from gateway.http_protocol import CLIENT_STREAM, ClientStream
 from gateway.runtime import Runtime
 from gateway.translate.errors import error_json
 
@@ -34,6 +35,7 @@ class Request:
     query: str
     headers: dict[bytes, bytes]
     body: bytes
+    client_stream: ClientStream | None = None  # uvicorn's, for relays; see http_protocol
 
 
 Handler = Callable[[Runtime, Request, Send], Awaitable[None]]
@@ -169,7 +171,8 @@ class GatewayApp:
         except ClientGone:
             return
         query = scope.get("query_string", b"").decode("latin-1")
-        request = Request(method, scope["path"], query, headers, body)
+        client_stream = scope.get("extensions", {}).get(CLIENT_STREAM)
+        request = Request(method, scope["path"], query, headers, body, client_stream)
         if method == "POST":
             await _cancel_on_disconnect(handler(self.runtime, request, send), receive)
         else:

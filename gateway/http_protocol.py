@@ -7,6 +7,12 @@ error (JSON, like every other error of the proxy), headers are capped at MAX_HEA
 (431), and a request head must arrive within CLIENT_HEADER_TIMEOUT seconds of the
 connection or of the previous request (408). The body's own limits (size, time) are
 checked in gateway/app.py.
+
+Each request's scope also carries a `ClientStream` (`scope["extensions"]`): a started,
+chunked response body can be written through it straight to the client's transport from a
+callback, without a task switch per write. Relays use it to hand upstream bytes on the
+moment they arrive (gateway/relay.py); other servers leave it out and relays fall back to
+ASGI `send`.
 """
 
 from __future__ import annotations
@@ -15,11 +21,51 @@ import asyncio
 from typing import Any
 
 from django.conf import settings
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from gateway.translate.errors import error_json
 
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+CLIENT_STREAM = "gateway.client_stream"  # the scope extension's name
+
+
+class ClientStream:
+    """The body of one response, written from callbacks once its ASGI start is sent.
+
+    Bytes go out framed as HTTP/1.1 chunks, exactly as uvicorn frames `http.response.body`
+    messages, so ASGI sends and direct writes can alternate in one response.
+    """
+
+    __slots__ = ("_cycle",)
+
+    def __init__(self, cycle: RequestResponseCycle) -> None:
+        self._cycle = cycle
+
+    @property
+    def ready(self) -> bool:
+        """True while a chunked body is open: after its start, before its end."""
+        cycle = self._cycle
+        return bool(
+            cycle.response_started and cycle.chunked_encoding and not cycle.response_complete
+        )
+
+    @property
+    def gone(self) -> bool:
+        return self._cycle.disconnected
+
+    def write(self, data: bytes) -> bool:
+        """Send `data` now; False when the client can take no more for the moment."""
+        cycle = self._cycle
+        if cycle.disconnected:
+            return False
+        cycle.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        return not cycle.flow.write_paused
+
+    async def drain(self) -> None:
+        """Wait until the client can take more (or has gone)."""
+        await self._cycle.flow.drain()
 
 
 class _HeadersTooLarge(Exception):
@@ -61,6 +107,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm_head_timer()
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:  # a request (not an upgrade)
+            self.scope.setdefault("extensions", {})[CLIENT_STREAM] = ClientStream(cycle)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

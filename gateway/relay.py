@@ -3,14 +3,18 @@
 `AnthropicRelay` forwards an Anthropic stream byte for byte, watching only what health
 and logging need; `ConvertedRelay` turns an OpenAI stream into Anthropic events. Both
 end a broken stream with an Anthropic `event: error`, never a silent success.
+
+After the commit a relay either pushes (`push_to`: each chunk is relayed and written to
+the client from aiohttp's data callback, under uvicorn) or is pulled (`rest()`: an async
+iterator for ASGI `send`, under servers without the client stream).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -20,6 +24,9 @@ from gateway.translate.errors import error_event
 from gateway.translate.sse import SSEDecoder, parse_block
 from gateway.translate.stream import StreamConverter
 from gateway.upstream import UpstreamError, converted_errors
+
+if TYPE_CHECKING:
+    from gateway.http_protocol import ClientStream
 
 
 def close_response(response: aiohttp.ClientResponse) -> None:
@@ -154,9 +161,7 @@ class Relay:
         from here on an `IdleDeadline` does, with the route's idle deadline.
         """
         content = self.response.content
-        connection = self.response.connection
-        if connection is not None and connection.protocol is not None:
-            connection.protocol.read_timeout = None  # its last timer lapses at the next chunk
+        self._stop_read_timeout()
         idle = self._idle = IdleDeadline(content, self.idle_seconds)
         try:
             with converted_errors():
@@ -173,17 +178,147 @@ class Relay:
             self.failure = exc
         finally:
             idle.cancel()
+        tail = self._ending()
+        if tail:
+            yield tail
+
+    async def push_to(self, client: ClientStream, on_data: Callable[[bytes], None]) -> None:
+        """Relay the remaining bytes to `client` as they arrive, then the stream's ending.
+
+        The same bytes as `rest()`, without a read coroutine: aiohttp's parser hands each
+        body chunk to a `_Pusher`, which writes the relayed bytes to the client's transport
+        in the same callback, so an event costs no task switch and no ASGI message. This
+        coroutine only waits for the end. When the client cannot take more, the upstream
+        connection is not read until it can (nothing piles up in between), and that pause
+        does not count as upstream silence. A fault of the relay itself (not the
+        provider's) is raised from here, as `rest()` would raise it.
+        """
+        content = self.response.content
+        self._stop_read_timeout()
+        idle = self._idle = IdleDeadline(content, self.idle_seconds)
+        pusher = _Pusher(self, client, on_data, idle)
+        try:
+            with converted_errors():
+                pusher.deliver(content.read_nowait())  # what arrived with the head
+                if not content.is_eof():
+                    pusher.attach()
+                    try:
+                        await content.wait_eof()
+                    finally:
+                        pusher.detach()
+        except UpstreamError as exc:
+            self.failure = exc
+        finally:
+            idle.cancel()
+        tail = self._ending()
+        if tail:
+            on_data(tail)
+            client.write(tail)
+
+    def _stop_read_timeout(self) -> None:
+        connection = self.response.connection
+        if connection is not None and connection.protocol is not None:
+            connection.protocol.read_timeout = None  # its last timer lapses at the next chunk
+
+    def _ending(self) -> bytes:
+        """What the client gets after the last relayed byte: the dialect's tail, an
+        `event: error` when the upstream failed without saying so, or nothing."""
         if self.failure is None:
-            tail = self._finish()
-            if tail:
-                yield tail
-        elif not self._stream_error():
-            yield error_event(_midstream_error_type(self.failure), self.failure.describe())
+            return self._finish()
+        if self._stream_error():
+            return b""  # the upstream's own error event was relayed
+        return error_event(_midstream_error_type(self.failure), self.failure.describe())
 
     async def aclose(self) -> None:
         if self._idle is not None:  # a cancelled relay's generator may not be closed yet
             self._idle.cancel()
         close_response(self.response)
+
+
+class _Pusher:
+    """Takes the place of a StreamReader's buffer while a relay pushes.
+
+    aiohttp's parser feeds each body chunk to `StreamReader.feed_data`, which appends it
+    to `_buffer` and wakes a reader. With this object as the buffer, the append is the
+    relay itself: the chunk is relayed and written to the client on the spot, and the
+    reader's buffer stays empty (so its size never reaches the high-water mark and its
+    per-chunk bookkeeping never grows). Everything else (chunked decoding, gzip, EOF and
+    connection errors, which end `wait_eof()`) stays aiohttp's.
+    """
+
+    __slots__ = ("_resume", "_saved", "client", "content", "error", "idle", "on_data", "relay")
+
+    def __init__(
+        self,
+        relay: Relay,
+        client: ClientStream,
+        on_data: Callable[[bytes], None],
+        idle: IdleDeadline,
+    ) -> None:
+        self.relay = relay
+        self.client = client
+        self.on_data = on_data
+        self.idle = idle
+        self.content = relay.response.content
+        self.error: BaseException | None = None
+        self._saved: Any = None
+        self._resume: asyncio.Task[None] | None = None
+
+    def attach(self) -> None:
+        self._saved = self.content._buffer
+        self.content._buffer = self  # type: ignore[assignment]
+        self.idle.waiting_since = self.idle.now()
+
+    def detach(self) -> None:
+        self.content._buffer = self._saved
+        self.idle.waiting_since = None
+        if self._resume is not None:
+            self._resume.cancel()
+
+    # the deque's part, as far as StreamReader uses it while nobody reads
+    def __len__(self) -> int:
+        return 0
+
+    def append(self, chunk: bytes) -> None:
+        content = self.content
+        content._size = 0
+        splits = content._http_chunk_splits
+        if splits:
+            splits.clear()
+        if self.error is None:
+            self.idle.waiting_since = self.idle.now()
+            try:
+                self.deliver(chunk)
+            except Exception as exc:  # raised by wait_eof(), so out of push_to()
+                self.error = exc  # and nothing more is relayed
+                content.set_exception(exc)
+
+    def deliver(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        data, _ = self.relay._feed(chunk)
+        if data:
+            self.on_data(data)
+            if not self.client.write(data):
+                self._hold()
+
+    def _hold(self) -> None:
+        """The client is full (or gone): stop reading the upstream until it drains."""
+        if self._resume is None or self._resume.done():
+            connection = self.relay.response.connection
+            if connection is None or connection.protocol is None:
+                return
+            connection.protocol.pause_reading()
+            self.idle.waiting_since = None  # our pause, not upstream silence
+            self._resume = asyncio.ensure_future(self._resume_when_drained())
+
+    async def _resume_when_drained(self) -> None:
+        await self.client.drain()
+        connection = self.relay.response.connection
+        if self.client.gone or connection is None or connection.protocol is None:
+            return  # the handler is being cancelled; it closes the upstream
+        self.idle.waiting_since = self.idle.now()
+        connection.protocol.resume_reading()
 
 
 _DELTA = b"event: content_block_delta\n"

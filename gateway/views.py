@@ -18,6 +18,7 @@ from gateway.app import Request, Send, send_error, send_response
 from gateway.capture import Capture
 from gateway.dispatch import AllFailed, ClientError, Committed, Context, ProxyRequest, run
 from gateway.health import HealthRegistry
+from gateway.http_protocol import ClientStream
 from gateway.logbook import AttemptEntry, Entry
 from gateway.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from gateway.runtime import Runtime
@@ -176,7 +177,7 @@ async def _proxy(
     if isinstance(outcome, ClientError):
         await _send_client_error(outcome, entry, send)
         return
-    await _deliver(runtime, outcome, req, entry, send, session)
+    await _deliver(runtime, outcome, req, entry, send, session, request.client_stream)
 
 
 async def _deliver(
@@ -186,12 +187,13 @@ async def _deliver(
     entry: Entry,
     send: Send,
     session: str | None,
+    client: ClientStream | None,
 ) -> None:
     """Send the committed answer, then tell health and affinity how it went."""
     key = outcome.route.key
     verdict = "neutral"
     try:
-        await _send_committed(outcome, req, entry, send)
+        await _send_committed(outcome, req, entry, send, client)
         failure = outcome.stream.failure if outcome.stream is not None else None
         verdict = "failure" if failure is not None else "success"
         if failure is not None and failure.kind == "shutdown":
@@ -246,7 +248,9 @@ async def _send_client_error(outcome: ClientError, entry: Entry, send: Send) -> 
         await send_error(send, exc.status, exc.message)
 
 
-async def _send_committed(outcome: Committed, req: ProxyRequest, entry: Entry, send: Send) -> None:
+async def _send_committed(
+    outcome: Committed, req: ProxyRequest, entry: Entry, send: Send, client: ClientStream | None
+) -> None:
     entry.provider, entry.upstream_model = outcome.route.provider.name, outcome.route.name
     entry.status = outcome.status
     entry.ttft_ms = round((time.monotonic() - req.started) * 1000, 3)
@@ -269,10 +273,13 @@ async def _send_committed(outcome: Committed, req: ProxyRequest, entry: Entry, s
     await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
     await send({"type": "http.response.body", "body": outcome.head, "more_body": True})
     try:
-        async for data in relay.rest():
-            if capture is not None:
-                capture.answer(data)
-            await send({"type": "http.response.body", "body": data, "more_body": True})
+        if client is not None and client.ready:
+            await relay.push_to(client, capture.answer if capture is not None else _ignore)
+        else:
+            async for data in relay.rest():
+                if capture is not None:
+                    capture.answer(data)
+                await send({"type": "http.response.body", "body": data, "more_body": True})
     except asyncio.CancelledError:
         if not lifecycle.ended_by_shutdown(asyncio.current_task()):
             raise
@@ -288,6 +295,10 @@ async def _send_committed(outcome: Committed, req: ProxyRequest, entry: Entry, s
     _take_usage(
         entry, outcome, relay.usage, relay.first_content_at, relay.last_event_at, req.started
     )
+
+
+def _ignore(data: bytes) -> None:
+    pass
 
 
 async def _end_stream_at_shutdown(relay: Any, send: Send) -> None:
@@ -372,7 +383,7 @@ async def _count(
             return
         if isinstance(outcome, Committed):
             try:
-                await _send_committed(outcome, req, entry, send)
+                await _send_committed(outcome, req, entry, send, None)
             finally:
                 await outcome.aclose()
             return

@@ -8,9 +8,10 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
+import pytest
 import uvicorn
 
-from gateway.http_protocol import GatewayHttpProtocol
+from gateway.http_protocol import CLIENT_STREAM, GatewayHttpProtocol
 from gateway.runtime import Runtime
 
 
@@ -20,10 +21,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class SendOnlyProtocol(GatewayHttpProtocol):
+    """The gateway's protocol without the client stream, as under a server that has none
+    (daphne): relays then hand every chunk to ASGI `send`."""
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self.scope.get("extensions", {}).pop(CLIENT_STREAM, None)
+
+
+RELAY_MODES: dict[str, type[GatewayHttpProtocol]] = {
+    "push": GatewayHttpProtocol,  # what `serve` runs: relays write from upstream callbacks
+    "send": SendOnlyProtocol,
+}
+
+# on a test using the `proxy` fixture: run it under both
+both_relay_modes = pytest.mark.parametrize("proxy", list(RELAY_MODES), indirect=True)
+
+
 class LiveProxy:
     """The gateway's ASGI app served by uvicorn on 127.0.0.1, in a background thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, relay_mode: str = "push") -> None:
         from proxy_site.asgi import build_application
 
         self.runtime = Runtime()
@@ -35,7 +54,7 @@ class LiveProxy:
             host="127.0.0.1",
             port=self.port,
             loop="asyncio",
-            http=GatewayHttpProtocol,
+            http=RELAY_MODES[relay_mode],
             lifespan="on",
             log_level="warning",
         )

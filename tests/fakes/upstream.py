@@ -150,6 +150,7 @@ class Connection:
     opened_at: float
     closed_at: float | None = None
     peer_closed: bool = False  # True when the client closed or reset it, not the fake
+    bytes_sent: int = 0  # handed to the transport so far (it takes more only when writable)
 
     @property
     def closed(self) -> bool:
@@ -500,6 +501,7 @@ class _Link(asyncio.Protocol):
         if self.transport.is_closing():
             raise _Gone
         self.transport.write(data)
+        self.record.bytes_sent += len(data)
         await self._writable.wait()
 
     async def send_json(

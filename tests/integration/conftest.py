@@ -15,8 +15,10 @@ def upstream() -> Iterator[FakeUpstream]:
 
 
 @pytest.fixture
-def proxy(transactional_db: None) -> Iterator[LiveProxy]:
-    live = LiveProxy().start()
+def proxy(request: pytest.FixtureRequest, transactional_db: None) -> Iterator[LiveProxy]:
+    """The proxy as `serve` runs it; `@both_relay_modes` also runs a test with relays
+    that go through ASGI `send`, as they do under daphne."""
+    live = LiveProxy(getattr(request, "param", "push")).start()
     try:
         yield live
     finally:

@@ -10,7 +10,7 @@ import pytest
 from gateway.models import RequestLog
 from tests import builders
 from tests.fakes.upstream import FakeUpstream, Script
-from tests.live import LiveProxy
+from tests.live import LiveProxy, both_relay_modes
 
 BODY = {"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -32,6 +32,7 @@ def logged_outcome(proxy: LiveProxy) -> str:
     raise AssertionError("no log row was written")
 
 
+@both_relay_modes
 def test_disconnect_mid_stream_closes_the_upstream_connection(
     proxy: LiveProxy, upstream: FakeUpstream, key: str
 ) -> None:

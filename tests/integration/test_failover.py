@@ -11,7 +11,7 @@ import pytest
 from gateway.models import Attempt, RequestLog, RoutingSettings
 from tests import builders
 from tests.fakes.upstream import FakeUpstream, Script
-from tests.live import LiveProxy, free_port
+from tests.live import LiveProxy, both_relay_modes, free_port
 
 HELLO = [{"role": "user", "content": "hi"}]
 
@@ -148,6 +148,7 @@ def sse_events(response: httpx.Response) -> list[tuple[str, dict]]:
 @pytest.mark.parametrize(
     "fault", [Script(reset_after_events=4), Script(hang_after_events=4)], ids=["reset", "hang"]
 )
+@both_relay_modes
 def test_fault_after_first_byte_ends_the_stream_with_an_error_event(
     proxy: LiveProxy, upstream: FakeUpstream, key: str, fault: Script
 ) -> None:
@@ -174,6 +175,7 @@ def test_fault_after_first_byte_ends_the_stream_with_an_error_event(
     assert row.outcome == "error" and "after the first byte" in row.error_message
 
 
+@both_relay_modes
 def test_a_stream_that_stalls_after_its_first_byte_ends_at_the_idle_deadline(
     proxy: LiveProxy, upstream: FakeUpstream, key: str
 ) -> None:
@@ -194,6 +196,7 @@ def test_a_stream_that_stalls_after_its_first_byte_ends_at_the_idle_deadline(
     assert "no data from the provider for 0.5s" in row.error_message
 
 
+@both_relay_modes
 def test_sdk_raises_on_a_mid_stream_error(
     proxy: LiveProxy, upstream: FakeUpstream, key: str
 ) -> None:

@@ -15,7 +15,7 @@ from gateway.models import RequestLog
 from gateway.translate.sse import SSEDecoder
 from tests import builders
 from tests.fakes.upstream import FakeUpstream, Script
-from tests.live import LiveProxy
+from tests.live import LiveProxy, both_relay_modes
 from tests.openai_request_check import problems
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -70,6 +70,7 @@ CLEAN_STREAMS = [
 
 
 @pytest.mark.parametrize("fixture", CLEAN_STREAMS)
+@both_relay_modes
 def test_openai_stream_arrives_as_the_same_answer_in_anthropic_form(
     proxy: LiveProxy, upstream: FakeUpstream, key: str, fixture: str
 ) -> None:
@@ -89,6 +90,7 @@ def test_openai_stream_arrives_as_the_same_answer_in_anthropic_form(
     assert message.stop_reason == STOP_REASONS[expected.finish_reason]
 
 
+@both_relay_modes
 def test_reasoning_arrives_as_a_thinking_block_before_the_text(
     proxy: LiveProxy, upstream: FakeUpstream, key: str
 ) -> None:
@@ -105,6 +107,7 @@ def test_reasoning_arrives_as_a_thinking_block_before_the_text(
     assert message.content[0].thinking == reasoning
 
 
+@both_relay_modes
 def test_usage_is_reported_in_anthropic_terms_and_logged(
     proxy: LiveProxy, upstream: FakeUpstream, key: str
 ) -> None:
@@ -127,6 +130,7 @@ def test_usage_is_reported_in_anthropic_terms_and_logged(
     "fixture",
     ["openai/groq-stream-error-event.sse", "openai/openrouter-stream-error-midstream-length.sse"],
 )
+@both_relay_modes
 def test_an_error_in_the_openai_stream_becomes_an_anthropic_error_event(
     proxy: LiveProxy, upstream: FakeUpstream, key: str, fixture: str
 ) -> None:

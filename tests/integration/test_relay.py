@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anthropic
 import httpx
 import pytest
 
+from gateway.models import RoutingSettings
 from tests import builders
-from tests.fakes.upstream import FakeUpstream, Script
-from tests.live import LiveProxy
+from tests.fakes.upstream import FakeUpstream, Script, Synthetic
+from tests.live import LiveProxy, both_relay_modes
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 UPSTREAM_MODEL = "upstream-model-x"
@@ -46,6 +49,7 @@ STREAM_FIXTURES = [
 
 
 @pytest.mark.parametrize("fixture", STREAM_FIXTURES)
+@both_relay_modes
 def test_streamed_reply_assembles_to_the_same_message_as_direct(
     proxy: LiveProxy, upstream: FakeUpstream, key: str, fixture: str
 ) -> None:
@@ -61,6 +65,7 @@ def test_streamed_reply_assembles_to_the_same_message_as_direct(
     assert received.content, "the fixture's content blocks made it through"
 
 
+@both_relay_modes
 def test_stream_bytes_are_relayed_unchanged(
     proxy: LiveProxy, upstream: FakeUpstream, key: str
 ) -> None:
@@ -71,6 +76,49 @@ def test_stream_bytes_are_relayed_unchanged(
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.content.replace(b"\r\n", b"\n").strip() == fixture.read_bytes().strip()
+
+
+def _settled(read: Callable[[], int], quiet: float = 0.5, timeout: float = 20.0) -> int:
+    """`read()` once it has stopped changing for `quiet` seconds."""
+    deadline = time.monotonic() + timeout
+    last = read()
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = read()
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"still changing after {timeout} s")
+
+
+@both_relay_modes
+def test_a_client_that_stops_reading_holds_the_provider_back_and_loses_nothing(
+    proxy: LiveProxy, upstream: FakeUpstream, key: str
+) -> None:
+    """48 MB of stream for a client that reads nothing for a while: the proxy stops
+    reading the provider instead of buffering the stream (the provider's writes block
+    well before the end), the 0.5 s idle deadline does not take that wait for a silent
+    provider, and once the client reads, every event arrives."""
+    RoutingSettings.objects.update_or_create(pk=1, defaults={"routing": {"idleTimeout": 0.5}})
+    proxy.reload()
+    tokens, text = 768, "x" * 65536
+    upstream.script(None, Script(synthetic=Synthetic(tokens=tokens, text=text)))
+    body = {"model": "claude-x", "max_tokens": 5, "messages": HELLO, "stream": True}
+    url, headers = f"{proxy.url}/v1/messages", {"x-api-key": key}
+    with httpx.stream("POST", url, json=body, headers=headers, timeout=30) as r:
+        assert r.status_code == 200
+        assert upstream.wait_for(lambda: len(upstream.connections) == 1)
+        connection = upstream.connections[0]
+        held_at = _settled(lambda: connection.bytes_sent)  # the provider is blocked
+        time.sleep(1.0)  # twice the idle deadline, with nothing read
+        stream = b"".join(r.iter_bytes())
+
+    total = connection.bytes_sent
+    assert held_at < total * 0.75, f"{held_at} of {total} bytes were taken before a read"
+    assert b"event: error" not in stream
+    assert stream.count(b'"text_delta"') == tokens
+    assert stream.count(text.encode()) == tokens
+    assert stream.rstrip().endswith(b'data: {"type":"message_stop"}')
 
 
 @pytest.mark.parametrize(
