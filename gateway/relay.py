@@ -12,8 +12,9 @@ iterator for ASGI `send`, under servers without the client stream).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -161,23 +162,16 @@ class Relay:
         from here on an `IdleDeadline` does, with the route's idle deadline.
         """
         content = self.response.content
-        self._stop_read_timeout()
-        idle = self._idle = IdleDeadline(content, self.idle_seconds)
-        try:
-            with converted_errors():
-                while True:
-                    idle.waiting_since = idle.now()
-                    chunk = await content.readany()
-                    idle.waiting_since = None
-                    if not chunk:
-                        break
-                    data, _ = self._feed(chunk)
-                    if data:
-                        yield data
-        except UpstreamError as exc:
-            self.failure = exc
-        finally:
-            idle.cancel()
+        with self._relaying() as idle:
+            while True:
+                idle.waiting_since = idle.now()
+                chunk = await content.readany()
+                idle.waiting_since = None
+                if not chunk:
+                    break
+                data, _ = self._feed(chunk)
+                if data:
+                    yield data
         tail = self._ending()
         if tail:
             yield tail
@@ -194,31 +188,36 @@ class Relay:
         provider's) is raised from here, as `rest()` would raise it.
         """
         content = self.response.content
-        self._stop_read_timeout()
-        idle = self._idle = IdleDeadline(content, self.idle_seconds)
-        pusher = _Pusher(self, client, on_data, idle)
-        try:
-            with converted_errors():
-                pusher.deliver(content.read_nowait())  # what arrived with the head
-                if not content.is_eof():
-                    pusher.attach()
-                    try:
-                        await content.wait_eof()
-                    finally:
-                        pusher.detach()
-        except UpstreamError as exc:
-            self.failure = exc
-        finally:
-            idle.cancel()
+        with self._relaying() as idle:
+            pusher = _Pusher(self, client, on_data, idle)
+            pusher.deliver(content.read_nowait())  # what arrived with the head
+            if not content.is_eof():
+                pusher.attach()
+                try:
+                    await content.wait_eof()
+                finally:
+                    pusher.detach()
         tail = self._ending()
         if tail:
             on_data(tail)
             client.write(tail)
 
-    def _stop_read_timeout(self) -> None:
+    @contextlib.contextmanager
+    def _relaying(self) -> Iterator[IdleDeadline]:
+        """After the commit: the route's idle deadline instead of aiohttp's read timeout
+        (whose last timer lapses at the next chunk), and an upstream fault recorded as
+        the stream's `failure` rather than raised."""
         connection = self.response.connection
         if connection is not None and connection.protocol is not None:
-            connection.protocol.read_timeout = None  # its last timer lapses at the next chunk
+            connection.protocol.read_timeout = None
+        idle = self._idle = IdleDeadline(self.response.content, self.idle_seconds)
+        try:
+            with converted_errors():
+                yield idle
+        except UpstreamError as exc:
+            self.failure = exc
+        finally:
+            idle.cancel()
 
     def _ending(self) -> bytes:
         """What the client gets after the last relayed byte: the dialect's tail, an

@@ -119,6 +119,11 @@ def test_a_client_that_stops_reading_holds_the_provider_back_and_loses_nothing(
     assert stream.count(b'"text_delta"') == tokens
     assert stream.count(text.encode()) == tokens
     assert stream.rstrip().endswith(b'data: {"type":"message_stop"}')
+    # the paused and resumed connection went back to the pool fit for the next request
+    upstream.script(None, Script(stream_fixture="anthropic/anthropic-stream-text.sse"))
+    again = httpx.post(url, json=body, headers=headers, timeout=10)
+    assert again.status_code == 200 and b"message_stop" in again.content
+    assert len(upstream.connections) == 1
 
 
 @pytest.mark.parametrize(
