@@ -14,13 +14,21 @@ database every few seconds off the path (`set_usage`), so that every process see
 the others spent. A budget can be overrun by what the requests in progress at the moment
 it runs out spend, and, with several processes, by what the others spent since the last
 refresh.
+
+With several processes sharing Redis, the key's concurrency and requests per minute hold
+for the whole gateway too: each process publishes what it has in progress and has
+admitted per key (`shared`, in its live report, once a second) and takes in everyone
+else's (`observe`): their requests in progress count against the key's concurrency, and
+what they admitted since the last exchange is taken from this process's bucket, so every
+bucket drains at the gateway's rate. Either can be overrun by what the others admitted
+since the last exchange (about a second).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -85,6 +93,10 @@ class Limiter:
     _per_key: dict[int, int] = field(default_factory=dict)
     _buckets: dict[int, _Bucket] = field(default_factory=dict)
     _spend: dict[int, _Spend] = field(default_factory=dict)
+    _admitted: dict[int, int] = field(default_factory=dict)  # per key, ever (for the others)
+    _others_busy: dict[int, int] = field(default_factory=dict)  # the others' in progress
+    _others_seen: dict[str, dict[int, int]] = field(default_factory=dict)  # their _admitted
+    _debt: dict[int, int] = field(default_factory=dict)  # their admissions not yet taken
 
     def admit(self, key_id: int | None, limits: KeyLimits) -> Refusal | None:
         """Take a place for one request, or say why not. Every admitted request must be
@@ -96,6 +108,7 @@ class Limiter:
             if refusal is not None:
                 return refusal
             self._per_key[key_id] = self._per_key.get(key_id, 0) + 1
+            self._admitted[key_id] = self._admitted.get(key_id, 0) + 1
         self.in_flight += 1
         return None
 
@@ -107,6 +120,38 @@ class Limiter:
                 self._per_key[key_id] = left
             else:
                 self._per_key.pop(key_id, None)
+
+    def shared(self) -> dict[str, list[int]]:
+        """For the other processes, per limited key (id as text, for JSON): requests in
+        progress here and requests admitted here so far."""
+        return {
+            str(key_id): [self._per_key.get(key_id, 0), admitted]
+            for key_id, admitted in self._admitted.items()
+        }
+
+    def observe(self, others: Mapping[str, Mapping[str, Sequence[int]]]) -> None:
+        """The other live processes' `shared()`, by instance, as of the latest exchange
+        (empty when they cannot be reached: each process is on its own again)."""
+        busy: dict[int, int] = {}
+        seen: dict[str, dict[int, int]] = {}
+        for instance, keys in others.items():
+            if not isinstance(keys, Mapping):
+                continue  # not what `shared` writes
+            before = self._others_seen.get(instance)
+            counts = seen[instance] = {}
+            for raw_id, use in keys.items():
+                try:
+                    key_id, (in_progress, admitted) = int(raw_id), map(int, use)
+                except (TypeError, ValueError):
+                    continue  # not what `shared` writes: another version's, or garbage
+                busy[key_id] = busy.get(key_id, 0) + in_progress
+                counts[key_id] = admitted
+                # a process seen for the first time (or restarted) brings no debt: only
+                # what it admits from now on is news
+                new = admitted - before.get(key_id, 0) if before is not None else 0
+                if new > 0:
+                    self._debt[key_id] = self._debt.get(key_id, 0) + new
+        self._others_busy, self._others_seen = busy, seen
 
     def spend(self, key_id: int | None, tokens: int) -> None:
         """Count a finished request's tokens towards its key's budgets."""
@@ -133,7 +178,8 @@ class Limiter:
             spend.day, spend.month = day, month
 
     def _check_key(self, key_id: int, limits: KeyLimits) -> Refusal | None:
-        if limits.concurrent is not None and self._per_key.get(key_id, 0) >= limits.concurrent:
+        busy = self._per_key.get(key_id, 0) + self._others_busy.get(key_id, 0)
+        if limits.concurrent is not None and busy >= limits.concurrent:
             return Refusal(
                 429, f"this key may have {limits.concurrent} requests in progress at once", 1
             )
@@ -152,6 +198,7 @@ class Limiter:
         if bucket is None:
             bucket = self._buckets[key_id] = _Bucket(float(per_minute), now)
         bucket.tokens = min(float(per_minute), bucket.tokens + (now - bucket.at) * rate)
+        bucket.tokens -= self._debt.pop(key_id, 0)  # what the other processes admitted
         bucket.at = now
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0

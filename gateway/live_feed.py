@@ -102,6 +102,7 @@ def process_report(runtime: Runtime, *, charts: bool = True) -> ProcessReport:
         if charts
         else {},
         recent=list(metrics.recent),
+        keys=runtime.limiter.shared(),
     )
 
 

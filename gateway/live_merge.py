@@ -50,6 +50,7 @@ class ProcessReport(TypedDict):
     routes: list[RouteReport]
     charts: dict[str, dict[str, Points]]  # provider -> series name -> points
     recent: list[dict[str, Any]]  # finished requests, newest last, "time" in unix seconds
+    keys: NotRequired[dict[str, list[int]]]  # limited keys' use (gateway/limits.py `shared`)
 
 
 class Merged(TypedDict):

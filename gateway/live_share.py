@@ -11,6 +11,8 @@ The dashboard and /live.json merge the latest reports with their own fresh one
 processes' figures are at most about two seconds old. Redis being down leaves each
 process showing its own figures. The charts (per-minute medians, the costly part) are
 recomputed only every `charts_every` seconds; in between the last ones are sent again.
+The reports also carry each process's use of limited keys (gateway/limits.py), handed
+to `on_others` after every exchange.
 """
 
 from __future__ import annotations
@@ -56,12 +58,14 @@ class LiveShare:
         every: float = EVERY,
         ttl: int = TTL,
         charts_every: float = CHARTS_EVERY,
+        on_others: Callable[[list[ProcessReport]], None] | None = None,
     ) -> None:
         self.url = url
         self.report = report
         self.every = every
         self.ttl = ttl
         self.charts_every = charts_every
+        self.on_others = on_others  # told the others' reports after every exchange
         self._charts: dict[str, Any] = {}
         self._charts_at: float | None = None
         self.prefix = prefix
@@ -104,6 +108,8 @@ class LiveShare:
                 self._failing = False
             except (RedisError, OSError) as exc:
                 self._others = []
+                if self.on_others is not None:
+                    self.on_others([])
                 if not self._failing:
                     log.warning("live figures not shared (Redis: %s); showing this process's", exc)
                 self._failing = True
@@ -122,6 +128,8 @@ class LiveShare:
         names = [f"{self.prefix}:live:{m.decode()}" for m in members if m.decode() != self.instance]
         values = await self._redis.mget(names) if names else []
         self._others = [report for value in values if (report := _loads(value)) is not None]
+        if self.on_others is not None:
+            self.on_others(self._others)
 
     def _mine(self) -> ProcessReport:
         now = time.monotonic()

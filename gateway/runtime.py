@@ -140,7 +140,8 @@ class Runtime:
 
     async def _start_sharing(self, url: str, prefix: str) -> None:
         """With Redis, every worker and host shares circuits and measured speeds, hears of
-        configuration changes at once, and publishes its live figures."""
+        configuration changes at once, publishes its live figures and counts the others'
+        use of limited keys."""
         from gateway.live_feed import process_report
 
         self.circuit_sync = RedisCircuitSync(self.health, url, prefix=prefix)
@@ -149,7 +150,12 @@ class Runtime:
         self.circuit_sync.also_listen(config_channel(prefix), self.config_nudges.heard)
         await self.circuit_sync.start()
         self.live_share = LiveShare(
-            url, lambda charts: process_report(self, charts=charts), prefix=prefix
+            url,
+            lambda charts: process_report(self, charts=charts),
+            prefix=prefix,
+            on_others=lambda reports: self.limiter.observe(
+                {report["instance"]: report.get("keys", {}) for report in reports}
+            ),
         )
         await self.live_share.start()
 

@@ -55,11 +55,12 @@ def route(
     return row
 
 
-def client_key(name: str = "test-client") -> str:
-    """A new client key; only its hash is stored, the plaintext is returned."""
+def client_key(name: str = "test-client", **fields: Any) -> str:
+    """A new client key; only its hash is stored, the plaintext is returned. `fields`:
+    more of the row, such as its limits (`max_concurrent=1`)."""
     key = new_key()
     ApiKey.objects.create(
-        name=name, key_hash=hash_key(key), prefix=display_prefix(key), source="cli"
+        name=name, key_hash=hash_key(key), prefix=display_prefix(key), source="cli", **fields
     )
     ConfigVersion.bump()
     return key

@@ -45,6 +45,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
 MODEL = "claude-multi"
+HELLO = [{"role": "user", "content": "hi"}]
 STAFF = ("multi-watcher", "pw-tests-0nly")
 
 
@@ -188,6 +189,39 @@ def test_a_circuit_opened_in_one_process_is_open_in_the_other(
     for _ in range(3):
         assert b.ask(key) == 200
     assert sum(1 for r in upstream.requests if r.model == "m-bad") == tried  # B skipped it
+
+
+def test_a_keys_concurrency_holds_for_the_whole_gateway(
+    pair: Callable[[], list[Gateway]], upstream: FakeUpstream
+) -> None:
+    """A key allowed one request at a time gets one from the gateway, not one per process:
+    while A streams for it, B refuses it, and frees it again once A's stream is over."""
+    builders.route(builders.provider("acme", upstream.url), "acme-1", alias=MODEL)
+    key = builders.client_key(max_concurrent=1)
+    upstream.script("acme-1", Script(hang_after_events=4, times=1))
+    a, b = pair()
+    body = {"model": MODEL, "max_tokens": 5, "stream": True, "messages": HELLO}
+    with httpx.stream("POST", f"{a.url}/v1/messages", json=body, headers={"x-api-key": key}):
+        within(5.0, lambda: b.ask(key) == 429)  # the stream's headers are in: A holds it
+        reply = httpx.post(f"{b.url}/v1/messages", json=body, headers={"x-api-key": key})
+        assert reply.json()["error"]["type"] == "rate_limit_error"
+        assert "1 requests in progress at once" in reply.json()["error"]["message"]
+    within(5.0, lambda: b.ask(key) == 200)
+
+
+def test_a_keys_requests_per_minute_hold_for_the_whole_gateway(
+    pair: Callable[[], list[Gateway]], upstream: FakeUpstream
+) -> None:
+    """Four a minute means four through A and B together: once B has heard from A (its
+    live figures count A's requests), B refuses a fifth instead of allowing four more."""
+    builders.route(builders.provider("acme", upstream.url), "acme-1", alias=MODEL)
+    key = builders.client_key(requests_per_minute=4)
+    a, b = pair()
+    within(10.0, lambda: b.live()["processes"] == 2, seen=b.live)  # B knows A, before
+    for _ in range(4):
+        assert a.ask(key) == 200
+    within(10.0, lambda: b.live()["totals"]["requests_hour"] == 4, seen=b.live)
+    assert b.ask(key) == 429
 
 
 def circuit_in(gateway: Gateway, provider: str, model: str) -> str | None:

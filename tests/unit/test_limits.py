@@ -102,3 +102,66 @@ def test_keys_without_limits_are_only_counted_in_the_total() -> None:
     for _ in range(3):
         assert gate.admit(9, UNLIMITED) is None
     assert gate.admit(9, UNLIMITED) is not None
+
+
+# several processes: what the others publish (`shared`) and this one takes in (`observe`)
+
+
+def test_the_other_processes_requests_in_progress_count_against_a_keys_concurrency() -> None:
+    here, _ = limiter()
+    there, _ = limiter()
+    two = KeyLimits(concurrent=2)
+    assert there.admit(7, two) is None
+    here.observe({"host:2": there.shared()})
+    assert here.admit(7, two) is None  # one there, one here
+    refusal = here.admit(7, two)
+    assert refusal is not None and refusal.status == 429
+    there.release(7, two)
+    here.observe({"host:2": there.shared()})
+    assert here.admit(7, two) is None  # its place is free again
+
+
+def test_what_the_others_admitted_since_the_last_exchange_drains_this_bucket() -> None:
+    here, _ = limiter()
+    there, _ = limiter()
+    rate = KeyLimits(requests_per_minute=6)
+    assert there.admit(1, rate) is None  # before this process first hears of it: no debt
+    here.observe({"host:2": there.shared()})
+    for _ in range(4):
+        assert there.admit(1, rate) is None
+        there.release(1, rate)
+    here.observe({"host:2": there.shared()})
+    assert here.admit(1, rate) is None  # 6 in the bucket, 4 taken there, 1 here
+    assert here.admit(1, rate) is None
+    refusal = here.admit(1, rate)
+    assert refusal is not None and refusal.status == 429
+    here.observe({"host:2": there.shared()})  # nothing new there: no second charge
+    here.release(1, rate)
+    here.release(1, rate)
+    assert here.admit(1, rate) is not None
+
+
+def test_a_process_that_is_gone_no_longer_holds_places() -> None:
+    here, _ = limiter()
+    there, _ = limiter()
+    one = KeyLimits(concurrent=1)
+    assert there.admit(3, one) is None
+    here.observe({"host:2": there.shared()})
+    assert here.admit(3, one) is not None
+    here.observe({})  # its report expired (or Redis is unreachable)
+    assert here.admit(3, one) is None
+
+
+def test_unlimited_keys_are_not_published() -> None:
+    gate, _ = limiter()
+    assert gate.admit(5, UNLIMITED) is None
+    assert gate.admit(6, KeyLimits(concurrent=4)) is None
+    assert gate.shared() == {"6": [1, 1]}
+
+
+def test_a_malformed_report_is_passed_over() -> None:
+    here, _ = limiter()
+    one = KeyLimits(concurrent=1)
+    garbage = {"x": [1, 1], "3": "busy", "4": [1]}
+    here.observe({"host:2": garbage, "host:3": {"3": [1, 5]}, "host:4": [1]})  # type: ignore[dict-item]
+    assert here.admit(3, one) is not None  # host:3's figure still counts

@@ -108,8 +108,9 @@ class Command(BaseCommand):
         if not settings.REDIS_URL:
             self.stderr.write(
                 "warning: REDIS_URL is not set, so each worker keeps its own circuits, "
-                "measured speeds and live figures: the dashboard and /live.json show the "
-                "worker that answers. Set REDIS_URL to share them."
+                "measured speeds and live figures (the dashboard and /live.json show the "
+                "worker that answers) and counts per-key concurrency and requests per "
+                "minute on its own. Set REDIS_URL to share them."
             )
         if options.get("watch"):
             self._watch(options["watch"])
