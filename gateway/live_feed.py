@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,28 +35,11 @@ ROUTE_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
-class RouteRow:
-    provider: str
-    model: str
-    requests_per_min: int
-    in_flight: int
-    ttft_p50_ms: float | None
-    tps: float | None
-    error_rate: float
-    circuit: str
-    open_for: float | None
-    last_error: str | None
-    requests_hour: int
-    requests_5min: int = 0
-    tokens_hour: int = 0
-
-
-def _row(key: tuple[str, str], figures: Any, view: HealthView, now: float) -> RouteRow:
+def _row(key: tuple[str, str], figures: Any, view: HealthView, now: float) -> RouteReport:
     open_for = None
     if view.state is not CircuitState.CLOSED and view.open_until is not None:
         open_for = max(0.0, round(view.open_until - now, 1))
-    return RouteRow(
+    return RouteReport(
         provider=key[0],
         model=key[1],
         requests_per_min=figures.requests_per_min if figures else 0,
@@ -74,7 +56,7 @@ def _row(key: tuple[str, str], figures: Any, view: HealthView, now: float) -> Ro
     )
 
 
-def route_rows(runtime: Runtime) -> list[RouteRow]:
+def route_rows(runtime: Runtime) -> list[RouteReport]:
     """Every configured route, plus any that still has traffic in the last hour."""
     now = time.monotonic()
     figures = {(f.provider, f.model): f for f in runtime.metrics.figures()}
@@ -94,7 +76,7 @@ def process_report(runtime: Runtime, *, charts: bool = True) -> ProcessReport:
         log_dropped=runtime.logbook.dropped + runtime.logbook.rejected,
         log_waiting=runtime.logbook.waiting,
         log_failing_for=runtime.logbook.status()["failing_for_seconds"],
-        routes=[RouteReport(**asdict(row)) for row in route_rows(runtime)],
+        routes=route_rows(runtime),
         charts={
             provider: {name: metrics.series(provider, name) for name in SERIES}
             for provider in metrics.providers()
